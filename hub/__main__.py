@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+import uvicorn
+
+from hub import __version__, accounts, db
+from hub.app import create_app
+from hub.auth import Passwords
+from hub.config import Settings, load_settings
+from hub.errors import ConfigError, EmailTaken
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level=settings.log_level,
+        ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,
+        proxy_headers=True,
+        lifespan="on",
+    )
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    db.migrate(settings.database_url)
+    print(f"schema at revision {db.head_revision(settings.database_url)}")
+
+
+def _create_admin(settings: Settings, args: argparse.Namespace) -> None:
+    password = os.environ.get("HUB_ADMIN_PASSWORD") or getpass.getpass("password: ")
+    if len(password) < 8:
+        raise ConfigError("the admin password needs at least 8 characters")
+    db.migrate(settings.database_url)
+
+    async def create() -> int:
+        engine = db.create_engine(settings.database_url)
+        try:
+            passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+            admin = await accounts.create_admin(
+                db.session_factory(engine), passwords, args.email, password
+            )
+            return admin.id
+        finally:
+            await engine.dispose()
+
+    print(f"admin {args.email} created with id {asyncio.run(create())}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub", description="The clinic scheduling hub")
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve HTTP and WebSocket (the default)")
+    serve.add_argument("--host", help="bind address (HUB_HOST)")
+    serve.add_argument("--port", type=int, help="port (HUB_PORT)")
+    serve.set_defaults(run=_serve)
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        run=_migrate
+    )
+    admin = commands.add_parser(
+        "create-admin", help="create an admin (password from HUB_ADMIN_PASSWORD or a prompt)"
+    )
+    admin.add_argument("--email", required=True)
+    admin.set_defaults(run=_create_admin)
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in {*commands.choices, "-h", "--help", "--version"}:
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        args.run(load_settings(), args)
+    except (ConfigError, EmailTaken) as exc:
+        print(f"hub: {exc.detail}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

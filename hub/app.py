@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from hub import db
+from hub.api import accounts, appointments, docs, specializations
+from hub.api.endpoint import Endpoint, http_error, server_error
+from hub.config import Settings
+from hub.errors import ConfigError
+from hub.runtime import open_hub
+
+log = logging.getLogger("hub")
+STATIC = Path(__file__).resolve().parent.parent / "static"
+ENDPOINTS: list[Endpoint] = [
+    *accounts.ENDPOINTS,
+    *specializations.ENDPOINTS,
+    *appointments.ENDPOINTS,
+]
+
+
+async def prepare_schema(settings: Settings) -> None:
+    """Embedded: create or upgrade the schema. MySQL: refuse to serve an outdated schema."""
+    head = db.head_revision(settings.database_url)
+    if settings.embedded:
+        engine = db.create_engine(settings.database_url)
+        try:
+            current = await db.schema_revision(engine)
+        finally:
+            await engine.dispose()
+        if current != head:
+            await asyncio.to_thread(db.migrate, settings.database_url)
+            verb = "created" if current is None else "upgraded"
+            log.info(
+                "%s the embedded schema (revision %s) at %s", verb, head, settings.database_url
+            )
+        return
+    engine = db.create_engine(settings.database_url)
+    try:
+        current = await db.schema_revision(engine)
+    finally:
+        await engine.dispose()
+    if current != head:
+        raise ConfigError(
+            f"database schema is at {current}, the hub needs {head}: run `python -m hub migrate`"
+        )
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The hub as an ASGI app; its lifespan opens and closes every resource."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await prepare_schema(settings)
+        async with open_hub(settings) as hub:
+            app.state.hub = hub
+            yield
+
+    routes: list[BaseRoute] = [endpoint.route() for endpoint in ENDPOINTS]
+    routes += docs.routes(ENDPOINTS)
+    if STATIC.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
+    middleware = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST", "PUT", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            )
+        )
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )

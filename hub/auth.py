@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from hub.config import Settings
+from hub.errors import Unauthenticated
+
+ALGORITHM = "HS256"
+
+
+class Role(enum.StrEnum):
+    patient = "patient"
+    doctor = "doctor"
+    admin = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a role and the id of their row in that role's table."""
+
+    role: Role
+    id: int
+
+    def is_(self, role: Role, id_: int) -> bool:
+        return self.role is role and self.id == id_
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    access_token: str
+    expires_in: int
+    expires_at: int
+
+
+class Passwords:
+    """argon2id hashing; `verify_missing` spends the same time as a real check."""
+
+    def __init__(self, time_cost: int, memory_kib: int) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, type=Type.ID)
+        self._dummy = self._hasher.hash("not a password anyone has")
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def verify_missing(self, password: str) -> bool:
+        # An unknown email must cost what a wrong password costs, or timing tells them apart.
+        self.verify(self._dummy, password)
+        return False
+
+
+class Tokens:
+    """Signed access tokens (PyJWT, HS256 pinned); decoding requires every claim we issue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.secret_key
+        self._ttl = settings.token_ttl
+        self._issuer = settings.token_issuer
+        self._audience = settings.token_audience
+
+    def issue(self, principal: Principal, *, now: float | None = None) -> Token:
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "sub": str(principal.id),
+            "role": principal.role.value,
+            "iat": issued,
+            "exp": issued + self._ttl,
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
+        return Token(access_token=token, expires_in=self._ttl, expires_at=issued + self._ttl)
+
+    def decode(self, token: str) -> tuple[Principal, int]:
+        """The principal a token names and when it expires; Unauthenticated if it is not valid."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "role"]},
+            )
+            principal = Principal(role=Role(claims["role"]), id=int(claims["sub"]))
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("token expired") from exc
+        except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+            raise Unauthenticated("invalid token") from exc
+        return principal, int(claims["exp"])

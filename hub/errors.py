@@ -1,0 +1,127 @@
+"""The hub's one exception tree.
+
+Services raise these; only the edges translate them. Each class carries a stable
+`code` (the `error` field of every JSON error body and WebSocket `error` event) and
+the HTTP status the REST edge answers with.
+
+    HubError                       500 internal
+    ├── ConfigError                    (start-up only: the hub refuses to start)
+    ├── InvalidInput               422 invalid            (+ `fields`)
+    │   └── NotOffered             422 not_offered        (+ `reason`)
+    ├── Unauthenticated            401 unauthenticated
+    │   └── InvalidCredentials     401 invalid_credentials
+    ├── Forbidden                  403 forbidden
+    ├── NotFound                   404 not_found
+    ├── Conflict                   409 conflict
+    │   ├── EmailTaken             409 email_taken
+    │   ├── NameTaken              409 name_taken
+    │   ├── SlotTaken              409 slot_taken
+    │   ├── PatientBusy            409 patient_busy
+    │   ├── AlreadyBooked          409 already_booked
+    │   └── InvalidTransition      409 invalid_transition
+    ├── PayloadTooLarge            413 payload_too_large
+    └── Unavailable                503 unavailable
+
+On a WebSocket the same code travels in an `error` event and the connection stays open.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HubError(Exception):
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+
+    def payload(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class ConfigError(HubError):
+    code = "config"
+
+
+class InvalidInput(HubError):
+    code = "invalid"
+    status = 422
+
+    def __init__(self, detail: str, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.fields = fields or []
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "fields": self.fields}
+
+
+class NotOffered(InvalidInput):
+    code = "not_offered"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail, [{"field": "scheduled_datetime", "message": detail}])
+        self.reason = reason
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "reason": self.reason}
+
+
+class Unauthenticated(HubError):
+    code = "unauthenticated"
+    status = 401
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+
+
+class Forbidden(HubError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(HubError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(HubError):
+    code = "conflict"
+    status = 409
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class NameTaken(Conflict):
+    code = "name_taken"
+
+
+class SlotTaken(Conflict):
+    code = "slot_taken"
+
+
+class PatientBusy(Conflict):
+    code = "patient_busy"
+
+
+class AlreadyBooked(Conflict):
+    code = "already_booked"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class Unavailable(HubError):
+    code = "unavailable"
+    status = 503
+
+
+class PayloadTooLarge(HubError):
+    code = "payload_too_large"
+    status = 413

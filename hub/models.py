@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    Date,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database (MySQL DATETIME has no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Status(enum.StrEnum):
+    scheduled = "scheduled"
+    completed = "completed"
+    cancelled = "cancelled"
+    no_show = "no_show"
+
+
+class Gender(enum.StrEnum):
+    male = "male"
+    female = "female"
+    other = "other"
+    undisclosed = "undisclosed"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Specialization(Base):
+    __tablename__ = "specializations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+class Person(Timestamps):
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(50))
+    last_name: Mapped[str] = mapped_column(String(50))
+    date_of_birth: Mapped[date] = mapped_column(Date)
+    gender: Mapped[Gender] = mapped_column(_enum(Gender, "gender"))
+    email: Mapped[str] = mapped_column(String(100), unique=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str | None] = mapped_column(String(200), default=None)
+    password_hash: Mapped[str] = mapped_column(String(255))
+
+
+class Patient(Person, Base):
+    __tablename__ = "patients"
+
+
+class Doctor(Person, Base):
+    __tablename__ = "doctors"
+
+    specialization_id: Mapped[int] = mapped_column(ForeignKey("specializations.id"), index=True)
+    specialization: Mapped[Specialization] = relationship(lazy="joined")
+
+
+class Admin(Timestamps, Base):
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+
+
+class Appointment(Timestamps, Base):
+    """One booking. `active` is 1 unless cancelled and NULL otherwise, so the two UNIQUE keys
+    below let any number of cancelled rows share a start but never two live ones: the
+    database itself refuses a double booking, whatever the code above it does."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (
+        UniqueConstraint("doctor_id", "start_at", "active", name="uq_appointments_doctor_slot"),
+        UniqueConstraint("patient_id", "start_at", "active", name="uq_appointments_patient_slot"),
+        CheckConstraint("end_at > start_at", name="ends_after_start"),
+        Index("ix_appointments_doctor_start", "doctor_id", "start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[Status] = mapped_column(_enum(Status, "status"), default=Status.scheduled)
+    cancel_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    active: Mapped[int | None] = mapped_column(
+        Integer, Computed("CASE WHEN status <> 'cancelled' THEN 1 ELSE NULL END", persisted=True)
+    )
+
+    doctor: Mapped[Doctor] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship(lazy="joined")
