@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import Engine, create_engine, text
+from starlette.testclient import TestClient
+
+from hub import db
+from hub.app import create_app
+from hub.auth import Passwords
+from hub.config import Settings
+
+MARIADB_URL = os.environ.get("HUB_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
+BACKENDS = ["embedded", *(["mariadb"] if MARIADB_URL and REDIS_URL else [])]
+SECRET = "test-secret-key-that-is-long-enough-for-hs256-000"
+PASSWORD = "correct horse battery"
+TABLES = ("appointments", "admins", "doctors", "patients")
+
+
+def test_settings(database_url: str, redis_url: str | None, tmp: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        secret_key=SECRET,
+        redis_url=redis_url,
+        data_dir=tmp,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+    )
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "hub.sqlite3"
+    db.migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mariadb_schema() -> str:
+    assert MARIADB_URL is not None
+    engine = create_engine(db.sync_url(MARIADB_URL))
+    with engine.begin() as conn:  # a failure here is a failure, never a skip
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in (*TABLES, "specializations", "alembic_version"):
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()
+    db.migrate(MARIADB_URL)
+    return MARIADB_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    if backend == "embedded":
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copy(template, tmp_path / "hub.sqlite3")
+        yield test_settings(f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}", None, tmp_path)
+        return
+    url: str = request.getfixturevalue("mariadb_schema")
+    assert REDIS_URL is not None
+    reset_mariadb(url)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    yield test_settings(url, REDIS_URL, tmp_path)
+
+
+def reset_mariadb(url: str) -> None:
+    engine = create_engine(db.sync_url(url))
+    with engine.begin() as conn:
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+        conn.execute(text("DELETE FROM specializations WHERE id > 12"))
+    engine.dispose()
+
+
+@pytest.fixture
+def raw(settings: Settings) -> Iterator[Engine]:
+    """A blocking engine on the test database, for SQL that bypasses the hub."""
+    engine = create_engine(db.sync_url(settings.database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def next_workday(days_ahead: int = 7) -> date:
+    day = datetime.now(UTC).date() + timedelta(days=days_ahead)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def slot(hour: int = 10, days_ahead: int = 7) -> datetime:
+    """A start the original rule offers: a future weekday, on the hour, 09-16 UTC."""
+    return datetime.combine(next_workday(days_ahead), time(hour), tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Actor:
+    role: str
+    id: int
+    email: str
+    token: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """Makes accounts through the API (admins through the service, as the CLI does)."""
+
+    client: TestClient
+    settings: Settings
+    raw: Engine
+    serial: count[int] = field(default_factory=lambda: count(1))
+
+    def person(self, **fields: Any) -> dict[str, Any]:
+        n = next(self.serial)
+        return {
+            "first_name": f"First{n}",
+            "last_name": f"Last{n}",
+            "date_of_birth": "1980-05-17",
+            "gender": "female",
+            "email": f"person{n}@example.org",
+            "phone": "+44 20 7946 0000",
+            "address": f"{n} High Street",
+            "password": PASSWORD,
+            **fields,
+        }
+
+    def login(self, role: str, email: str, password: str = PASSWORD) -> str:
+        answer = self.client.post(f"/{role}s/login", data={"username": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def _actor(self, role: str, created: dict[str, Any]) -> Actor:
+        token = self.login(role, created["email"])
+        return Actor(role, created["id"], created["email"], token, bearer(token))
+
+    def patient(self, **fields: Any) -> Actor:
+        answer = self.client.post("/patients/", json=self.person(**fields))
+        assert answer.status_code == 201, answer.text
+        return self._actor("patient", answer.json())
+
+    def doctor(self, specialization_id: int = 1, **fields: Any) -> Actor:
+        body = self.person(specialization_id=specialization_id, **fields)
+        answer = self.client.post("/doctors/", json=body)
+        assert answer.status_code == 201, answer.text
+        return self._actor("doctor", answer.json())
+
+    def admin(self) -> Actor:
+        email = f"admin{next(self.serial)}@example.org"
+        passwords = Passwords(self.settings.argon2_time_cost, self.settings.argon2_memory_kib)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self.raw.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO admins (email, password_hash, created_at, updated_at) "
+                    "VALUES (:email, :hash, :now, :now)"
+                ),
+                {"email": email, "hash": passwords.hash(PASSWORD), "now": now},
+            )
+            admin_id = conn.execute(
+                text("SELECT id FROM admins WHERE email = :email"), {"email": email}
+            ).scalar_one()
+        token = self.login("admin", email)
+        return Actor("admin", admin_id, email, token, bearer(token))
+
+    def book(self, patient: Actor, doctor: Actor, start: datetime) -> dict[str, Any]:
+        answer = self.client.post(
+            "/appointments/",
+            json={"doctor_id": doctor.id, "scheduled_datetime": iso(start)},
+            headers=patient.headers,
+        )
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def world(client: TestClient, settings: Settings, raw: Engine) -> World:
+    return World(client, settings, raw)
