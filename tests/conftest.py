@@ -206,3 +206,19 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def world(client: TestClient, settings: Settings, raw: Engine) -> World:
     return World(client, settings, raw)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per backend, so a CI log shows that the MariaDB + Redis run happened."""
+    tally: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            for name in BACKENDS:
+                if f"[{name}" in report.nodeid or f"-{name}]" in report.nodeid:
+                    tally.setdefault(name, {}).setdefault(outcome, 0)
+                    tally[name][outcome] += 1
+    for name in BACKENDS:
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(tally.get(name, {}).items()))
+        terminalreporter.write_line(f"backend {name}: {counts or 'no tests'}")
