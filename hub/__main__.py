@@ -10,13 +10,14 @@ import sys
 import uvicorn
 
 from hub import __version__, accounts, db
-from hub.app import create_app
+from hub.app import create_app, prepare_schema
 from hub.auth import Passwords
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, EmailTaken
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(prepare_schema(settings))  # refuse before binding the port, with a plain message
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,

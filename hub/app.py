@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,15 +30,21 @@ ENDPOINTS: list[Endpoint] = [
 ]
 
 
+async def _revision(settings: Settings) -> str | None:
+    engine = db.create_engine(settings.database_url)
+    try:
+        return await db.schema_revision(engine)
+    except (DBAPIError, OSError) as exc:
+        raise ConfigError(f"cannot reach the database: {exc}") from exc
+    finally:
+        await engine.dispose()
+
+
 async def prepare_schema(settings: Settings) -> None:
     """Embedded: create or upgrade the schema. MySQL: refuse to serve an outdated schema."""
     head = db.head_revision(settings.database_url)
+    current = await _revision(settings)
     if settings.embedded:
-        engine = db.create_engine(settings.database_url)
-        try:
-            current = await db.schema_revision(engine)
-        finally:
-            await engine.dispose()
         if current != head:
             await asyncio.to_thread(db.migrate, settings.database_url)
             verb = "created" if current is None else "upgraded"
@@ -45,11 +52,6 @@ async def prepare_schema(settings: Settings) -> None:
                 "%s the embedded schema (revision %s) at %s", verb, head, settings.database_url
             )
         return
-    engine = db.create_engine(settings.database_url)
-    try:
-        current = await db.schema_revision(engine)
-    finally:
-        await engine.dispose()
     if current != head:
         raise ConfigError(
             f"database schema is at {current}, the hub needs {head}: run `python -m hub migrate`"
