@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -124,7 +124,7 @@ class Booking:
 
     async def free_slots(self, doctor_id: int, day: date) -> list[datetime]:
         """The starts still free on `day` with a doctor (public)."""
-        first = datetime.combine(day, time(), tzinfo=UTC)
+        starts = availability.day_slots(day)
         async with self._sessions() as session:
             if await session.get(Doctor, doctor_id) is None:
                 raise NotFound(f"doctor {doctor_id} not found")
@@ -132,8 +132,7 @@ class Booking:
                 select(Appointment.start_at).where(
                     Appointment.doctor_id == doctor_id,
                     Appointment.active.is_not(None),
-                    Appointment.start_at >= first,
-                    Appointment.start_at < first + timedelta(days=1),
+                    Appointment.start_at.in_(starts),
                 )
             )
             return availability.free_slots(day, set(taken), self._clock())
@@ -154,12 +153,28 @@ class Booking:
                     await session.flush()
                     return row.id
             except IntegrityError as exc:
-                raise _conflict(exc) from exc
+                raise await self._conflict(exc, patient_id, start) from exc
             except OperationalError as exc:
                 if _errno(exc) not in DEADLOCK or attempt == ATTEMPTS:
                     raise
                 log.info("retrying booking after InnoDB error %s", _errno(exc))
         raise AssertionError("unreachable")
+
+    async def _conflict(self, exc: IntegrityError, patient_id: int, start: datetime) -> Exception:
+        # Which UNIQUE key a database reports first differs between engines; ask the rows.
+        if not any(key in str(exc.orig) for key in ("_slot", "appointments.")):
+            return exc
+        async with self._sessions() as session:
+            mine = await session.scalar(
+                select(Appointment.id).where(
+                    Appointment.patient_id == patient_id,
+                    Appointment.start_at == start,
+                    Appointment.active.is_not(None),
+                )
+            )
+        if mine is not None:
+            return PatientBusy("you already have an appointment at this time")
+        return SlotTaken("this slot is already booked")
 
     async def _get(self, appointment_id: int) -> Appointment:
         async with self._sessions() as session:
@@ -214,12 +229,3 @@ def _transition(row: Appointment, to: Status) -> None:
 def _errno(exc: OperationalError) -> int | None:
     args = getattr(exc.orig, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
-
-
-def _conflict(exc: IntegrityError) -> Exception:
-    message = str(exc.orig)
-    if "patient_slot" in message or "appointments.patient_id" in message:
-        return PatientBusy("you already have an appointment at this time")
-    if "doctor_slot" in message or "appointments.doctor_id" in message:
-        return SlotTaken("this slot is already booked")
-    return exc

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -7,6 +8,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -35,11 +37,27 @@ def _in_the_past(value: date) -> date:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the instant is out of range in UTC") from exc
+
+
+def _text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
 
 
 BirthDate = Annotated[date, AfterValidator(_in_the_past)]
-UTCInstant = Annotated[AwareDatetime, AfterValidator(_utc)]
+UTCInstant = Annotated[AwareDatetime, BeforeValidator(_text), AfterValidator(_utc)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class Input(BaseModel):

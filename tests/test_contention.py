@@ -31,7 +31,9 @@ def _patients(raw: Engine, count: int) -> list[int]:
             ),
             rows,
         )
-        return list(conn.execute(text("SELECT id FROM patients WHERE email LIKE 'crowd%'")).scalars())
+        return list(
+            conn.execute(text("SELECT id FROM patients WHERE email LIKE 'crowd%'")).scalars()
+        )
 
 
 async def test_concurrent_bookings_of_one_slot_store_exactly_one(

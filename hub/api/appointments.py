@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-from datetime import date
-
 from pydantic import BaseModel, ConfigDict
 
 from hub.api.endpoint import Call, Endpoint, Param
-from hub.schemas import AppointmentCreate, AppointmentOut, CancelRequest, SlotsOut
+from hub.schemas import AppointmentCreate, AppointmentOut, CancelRequest, IsoDate, SlotsOut
 
 
 class DayQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    date: date
+    date: IsoDate
 
 
 async def book(call: Call) -> AppointmentOut:
