@@ -1,0 +1,236 @@
+"""Object-level access control: every REST route against every kind of caller.
+
+The matrix has one row per (route, target) and one expected status per principal, in the
+order of WHO. One walk over it reports every mismatch at once. Reads run before writes, so
+the listings are checked against the world exactly as `_setup` built it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import count
+from typing import Any
+
+from hub.app import ENDPOINTS
+from tests.conftest import PASSWORD, Actor, World, iso, slot
+
+WHO = ("anon", "A", "B", "X", "Y", "admin")
+PUBLIC = {"id", "first_name", "last_name", "specialization", "address"}
+PRIVATE = {"email", "phone", "date_of_birth", "gender"}
+
+
+@dataclass
+class Ctx:
+    world: World
+    actors: dict[str, Actor]
+    appointment: int  # A with X, in the future
+    bystander: Actor  # a third doctor, for bookings that must not touch X or Y
+    slots: Iterator[datetime]
+    serial: Iterator[int]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {} if who == "anon" else self.actors[who].headers
+
+    def id(self, target: str | int) -> int:
+        if isinstance(target, int):
+            return target
+        if target == "appt":
+            return self.appointment
+        if target == "fresh":  # cancelling changes state: each case gets its own appointment
+            actors = self.actors
+            return int(self.world.book(actors["A"], actors["X"], next(self.slots))["id"])
+        return self.actors[target].id
+
+    def sees_in_full(self, who: str, doctor_id: int) -> bool:
+        return who == "admin" or (who in ("X", "Y") and self.actors[who].id == doctor_id)
+
+
+Send = Callable[[Ctx], dict[str, Any]]
+Check = Callable[[Any, str, Ctx], bool]
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # the template, exactly as in hub.app.ENDPOINTS
+    target: str | int | None  # what {id:int} stands for
+    expect: tuple[int, int, int, int, int, int]  # status for anon, A, B, X, Y, admin
+    send: Send | None = None  # extra request arguments (json, data, params)
+    check: Check | None = None  # on the body, when the status is as expected (not 401/403)
+
+
+def _login(who: str) -> Send:
+    return lambda c: {"data": {"username": c.actors[who].email, "password": PASSWORD}}
+
+
+def _doctor_view(doctor: Any, who: str, c: Ctx) -> bool:
+    if c.sees_in_full(who, doctor["id"]):
+        return doctor.keys() >= PRIVATE
+    return set(doctor) == PUBLIC
+
+
+def _ids(body: Any) -> list[int]:
+    return [item["id"] for item in body]
+
+
+def _own_patients(body: Any, who: str, c: Ctx) -> bool:
+    a, b = c.actors["A"].id, c.actors["B"].id
+    return _ids(body) == {"X": [a], "Y": [], "admin": sorted([a, b])}[who]
+
+
+def _token(body: Any, who: str, c: Ctx) -> bool:
+    return bool(body["access_token"])
+
+
+PATIENT, DOCTOR, APPT = "/patients/{id:int}", "/doctors/{id:int}", "/appointments/{id:int}"
+OPEN, OPEN_201 = (200,) * 6, (201,) * 6
+MATRIX = [
+    Row("POST", "/patients/login", None, OPEN, _login("A"), _token),
+    Row("POST", "/doctors/login", None, OPEN, _login("X"), _token),
+    Row("POST", "/admins/login", None, OPEN, _login("admin"), _token),
+    Row("POST", "/patients/", None, OPEN_201, lambda c: {"json": c.world.person()}),
+    Row(
+        "POST",
+        "/doctors/",
+        None,
+        OPEN_201,
+        lambda c: {"json": c.world.person(specialization_id=1)},
+    ),
+    Row("GET", "/patients/", None, (401, 403, 403, 200, 200, 200), check=_own_patients),
+    Row(
+        "GET",
+        "/patients/me",
+        None,
+        (401, 200, 200, 403, 403, 403),
+        check=lambda b, who, c: b["id"] == c.id(who),
+    ),
+    Row(
+        "GET",
+        PATIENT,
+        "A",
+        (401, 200, 403, 200, 403, 200),
+        check=lambda b, who, c: b["id"] == c.id("A") and "email" in b,
+    ),
+    Row("GET", PATIENT, "B", (401, 403, 200, 403, 403, 200)),
+    Row("PUT", PATIENT, "A", (401, 200, 403, 403, 403, 200), lambda c: {"json": {"address": "x"}}),
+    Row(
+        "GET",
+        "/doctors/",
+        None,
+        OPEN,
+        check=lambda b, who, c: all(_doctor_view(d, who, c) for d in b),
+    ),
+    Row(
+        "GET",
+        "/doctors/me",
+        None,
+        (401, 403, 403, 200, 200, 403),
+        check=lambda b, who, c: b["id"] == c.id(who) and b.keys() >= PRIVATE,
+    ),
+    Row("GET", DOCTOR, "X", OPEN, check=_doctor_view),
+    Row("GET", DOCTOR, "Y", OPEN, check=_doctor_view),
+    Row("PUT", DOCTOR, "X", (401, 403, 403, 200, 403, 200), lambda c: {"json": {"address": "y"}}),
+    Row(
+        "POST",
+        "/specializations/",
+        None,
+        (401, 403, 403, 403, 403, 201),
+        lambda c: {"json": {"name": f"Speciality {next(c.serial)}"}},
+    ),
+    Row("GET", "/specializations/", None, OPEN),
+    Row("GET", "/specializations/{id:int}", 1, OPEN, check=lambda b, who, c: b["id"] == 1),
+    Row(
+        "POST",
+        "/appointments/",
+        None,
+        (401, 201, 201, 403, 403, 403),
+        lambda c: {"json": {"doctor_id": c.bystander.id, "scheduled_datetime": iso(next(c.slots))}},
+        lambda b, who, c: b["patient_id"] == c.id(who),
+    ),
+    Row(
+        "GET",
+        "/appointments/patient/{id:int}",
+        "A",
+        (401, 200, 403, 403, 403, 200),
+        check=lambda b, who, c: _ids(b) == [c.appointment],
+    ),
+    Row("GET", "/appointments/patient/{id:int}", "B", (401, 403, 200, 403, 403, 200)),
+    Row(
+        "GET",
+        "/appointments/doctor/{id:int}",
+        "X",
+        (401, 403, 403, 200, 403, 200),
+        check=lambda b, who, c: _ids(b) == [c.appointment],
+    ),
+    Row("GET", "/appointments/doctor/{id:int}", "Y", (401, 403, 403, 403, 200, 200)),
+    Row("PUT", APPT + "/cancel", "fresh", (401, 200, 403, 200, 403, 200), lambda c: {"json": {}}),
+    Row(
+        "PUT",
+        APPT + "/complete",
+        "appt",  # in the future: its doctor is let in, then refused by the state machine
+        (401, 403, 403, 409, 403, 403),
+        check=lambda b, who, c: b["error"] == "invalid_transition",
+    ),
+    Row(
+        "GET",
+        "/appointments/doctor/{id:int}/available-slots",
+        "X",
+        OPEN,
+        lambda c: {"params": {"date": slot(10).date().isoformat()}},
+        lambda b, who, c: b["doctor_id"] == c.id("X") and iso(slot(10)) not in b["slots"],
+    ),
+]
+CASES = [(row, who, status) for row in MATRIX for who, status in zip(WHO, row.expect, strict=True)]
+REFUSED = {401: "unauthenticated", 403: "forbidden"}
+
+
+def _setup(world: World) -> Ctx:
+    a, b, x, y = world.patient(), world.patient(), world.doctor(), world.doctor()
+    actors = {"A": a, "B": b, "X": x, "Y": y, "admin": world.admin()}
+    appointment = int(world.book(a, x, slot(10))["id"])
+    free = iter([slot(hour, days) for days in (14, 21) for hour in range(9, 17)])
+    return Ctx(world, actors, appointment, world.doctor(), free, count(1))
+
+
+def _call(c: Ctx, row: Row, who: str) -> Any:
+    path = row.path if row.target is None else row.path.replace("{id:int}", str(c.id(row.target)))
+    extra = row.send(c) if row.send else {}
+    return c.world.client.request(row.method, path, headers=c.headers(who), **extra)
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    assert {(r.method, r.path) for r in MATRIX} == {(e.method, e.path) for e in ENDPOINTS}
+
+
+def test_access_matrix(world: World) -> None:
+    c = _setup(world)
+    failures = []
+    for row, who, want in sorted(CASES, key=lambda case: case[0].method != "GET"):
+        answer = _call(c, row, who)
+        case = f"{row.method} {row.path} [{row.target}] as {who}"
+        body = answer.json()
+        if answer.status_code != want:
+            failures.append(f"{case}: got {answer.status_code}, want {want}: {answer.text}")
+        elif want in REFUSED and body.get("error") != REFUSED[want]:
+            failures.append(f"{case}: error {body.get('error')!r}, want {REFUSED[want]!r}")
+        elif want not in REFUSED and row.check and not row.check(body, who, c):
+            failures.append(f"{case}: body check failed: {answer.text}")
+    assert not failures, f"{len(failures)} of {len(CASES)} cases:\n" + "\n".join(failures)
+
+
+def test_listings_do_not_leak(world: World) -> None:
+    c = _setup(world)
+    x = c.actors["X"].id
+
+    def get(path: str, who: str) -> Any:
+        answer = world.client.get(path, headers=c.headers(who))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert c.appointment in _ids(get(f"/appointments/doctor/{x}", "admin"))
+    doctors = get("/doctors/", "anon")
+    assert len(doctors) == 3
+    assert all(not {"email", "phone", "date_of_birth"} & d.keys() for d in doctors)
+    assert "email" not in get(f"/doctors/{x}", "Y")
+    assert _ids(get("/patients/", "Y")) == []
