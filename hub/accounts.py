@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -147,7 +147,8 @@ async def list_doctors(
     if specialization_id is not None:
         query = query.where(Doctor.specialization_id == specialization_id)
     if specialization is not None:
-        query = query.join(Doctor.specialization).where(Specialization.name == specialization)
+        same = func.lower(Specialization.name) == specialization.lower()
+        query = query.join(Doctor.specialization).where(same)
     async with sessions() as session:
         return (await session.scalars(query)).unique().all()
 

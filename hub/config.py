@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _embedded_secret(data_dir: Path) -> str:
     path = data_dir / SECRET_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    secret = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as file:
-        file.write(secret)
-    return secret
+    if not path.exists():
+        # Write it whole under a temporary name, then link it into place: a second process
+        # starting at the same moment either wins the link or reads the winner's secret.
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret-")
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()

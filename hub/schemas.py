@@ -13,7 +13,8 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 
 from hub.models import Gender, Status
@@ -97,12 +98,13 @@ class PersonUpdate(Input):
     address: Address | None = None
     password: Password | None = None
 
-    @model_validator(mode="after")
-    def _no_null_for_required(self) -> PersonUpdate:
-        nulls = [name for name in self.model_fields_set if getattr(self, name) is None]
-        if nulls := [name for name in nulls if name != "address"]:
-            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
-        return self
+    @field_validator("*")
+    @classmethod
+    def _no_null_but_address(cls, value: object, info: ValidationInfo) -> object:
+        # Omitted fields keep their value; an explicit null may only clear the address.
+        if value is None and info.field_name != "address":
+            raise ValueError("cannot be null")
+        return value
 
 
 class PatientUpdate(PersonUpdate):

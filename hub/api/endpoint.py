@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from hub.auth import Principal
 from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated
@@ -120,23 +121,25 @@ async def _payload(request: Request, form: bool) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
         raise PayloadTooLarge(f"bodies are limited to {MAX_BODY} bytes")
-    content_type = request.headers.get("content-type", "")
-    if form and not content_type.startswith("application/json"):
-        async with request.form(max_files=0, max_fields=16) as data:
-            return {key: value for key, value in data.items() if isinstance(value, str)}
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
             raise PayloadTooLarge(f"bodies are limited to {MAX_BODY} bytes")
+    if form and not request.headers.get("content-type", "").startswith("application/json"):
+
+        async def replay() -> Message:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async with Request(request.scope, replay).form(max_files=0, max_fields=16) as data:
+            return {key: value for key, value in data.items() if isinstance(value, str)}
     if not raw:
         return {}
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            "the request body is not valid JSON", [{"field": "body", "message": str(exc)}]
-        ) from exc
+        problem = [{"field": "body", "message": str(exc)}]
+        raise InvalidInput("the request body is not valid JSON", problem) from exc
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

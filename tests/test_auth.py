@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from jwt.warnings import InsecureKeyLengthWarning
+from starlette.testclient import TestClient
+
+from hub.auth import ALGORITHM, Passwords, Principal, Role, Tokens
+from hub.config import Settings
+from hub.errors import Unauthenticated
+from tests.conftest import SECRET, bearer
+from tests.conftest import test_settings as make_settings
+
+REQUIRED = ("exp", "iat", "iss", "aud", "sub", "role")
+UNIT = make_settings("sqlite+aiosqlite:///unused.sqlite3", None, Path("unused"))
+PASSWORDS = Passwords(UNIT.argon2_time_cost, UNIT.argon2_memory_kib)
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "sub": "7",
+        "role": "patient",
+        "iat": now,
+        "exp": now + 60,
+        "iss": "hub",
+        "aud": "hub",
+    }
+    claims.update(changes)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def _signed(claims: dict[str, Any], key: str = SECRET, algorithm: str = ALGORITHM) -> str:
+    with warnings.catch_warnings():  # HS512 wants 64 bytes; the point is the same key
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode(claims, key, algorithm=algorithm)
+
+
+BAD_TOKENS: dict[str, tuple[Callable[[], str], type[Exception]]] = {
+    "other-key": (lambda: _signed(_claims(), "x" * 48), jwt.InvalidSignatureError),
+    "expired": (
+        lambda: Tokens(UNIT).issue(Principal(Role.patient, 7), now=time.time() - 7200).access_token,
+        jwt.ExpiredSignatureError,
+    ),
+    **{
+        f"missing-{name}": (
+            lambda name=name: _signed(_claims(**{name: None})),
+            jwt.MissingRequiredClaimError,
+        )
+        for name in REQUIRED
+    },
+    "wrong-audience": (lambda: _signed(_claims(aud="else")), jwt.InvalidAudienceError),
+    "wrong-issuer": (lambda: _signed(_claims(iss="else")), jwt.InvalidIssuerError),
+    "alg-none": (
+        lambda: jwt.encode(_claims(), None, algorithm="none"),
+        jwt.InvalidAlgorithmError,
+    ),
+    "hs512": (lambda: _signed(_claims(), algorithm="HS512"), jwt.InvalidAlgorithmError),
+    "unknown-role": (lambda: _signed(_claims(role="root")), ValueError),
+    "non-integer-sub": (lambda: _signed(_claims(sub="seven")), ValueError),
+    "garbage": (lambda: "not.a.token", jwt.DecodeError),
+}
+
+
+def test_issued_token_decodes_to_its_principal_and_expiry() -> None:
+    tokens = Tokens(UNIT)
+    token = tokens.issue(Principal(Role.doctor, 42))
+    assert token.expires_in == UNIT.token_ttl
+    assert tokens.decode(token.access_token) == (Principal(Role.doctor, 42), token.expires_at)
+
+
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+def test_bad_token_is_unauthenticated_for_its_own_reason(kind: str) -> None:
+    build, reason = BAD_TOKENS[kind]
+    with pytest.raises(Unauthenticated) as refused:
+        Tokens(UNIT).decode(build())
+    assert isinstance(refused.value.__cause__, reason)
+
+
+def test_expired_token_says_so() -> None:
+    with pytest.raises(Unauthenticated, match="expired"):
+        Tokens(UNIT).decode(BAD_TOKENS["expired"][0]())
+
+
+@pytest.mark.parametrize("kind", BAD_TOKENS)
+def test_bad_token_is_401_with_www_authenticate_bearer(client: TestClient, kind: str) -> None:
+    answer = client.get("/patients/me", headers=bearer(BAD_TOKENS[kind][0]()))
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
+    assert answer.json()["error"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Token abc", "bearer"])
+def test_malformed_authorization_header_is_401(client: TestClient, header: str) -> None:
+    answer = client.get("/patients/me", headers={"Authorization": header})
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_malformed_authorization_header_is_401_even_where_signing_in_is_optional(
+    client: TestClient,
+) -> None:
+    assert client.get("/doctors/", headers={"Authorization": "Basic eDp5"}).status_code == 401
+
+
+def test_token_for_a_doctor_is_refused_on_a_patient_route(
+    client: TestClient, settings: Settings
+) -> None:
+    token = Tokens(settings).issue(Principal(Role.doctor, 1)).access_token
+    assert client.get("/patients/me", headers=bearer(token)).status_code == 403
+
+
+def test_password_verifies_against_its_hash() -> None:
+    assert PASSWORDS.verify(PASSWORDS.hash("s3cret password"), "s3cret password") is True
+
+
+def test_wrong_password_does_not_verify() -> None:
+    assert PASSWORDS.verify(PASSWORDS.hash("s3cret password"), "S3cret password") is False
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "not a hash", "$argon2id$v=19$m=1024,t=1,p=1$garbage", "$2b$12$" + "a" * 53],
+)
+def test_verify_on_a_garbage_hash_is_false(garbage: str) -> None:
+    assert PASSWORDS.verify(garbage, "s3cret password") is False
+
+
+def test_verify_missing_is_always_false() -> None:
+    assert PASSWORDS.verify_missing("not a password anyone has") is False
+
+
+def test_hashes_are_argon2id_and_salted() -> None:
+    first, second = PASSWORDS.hash("same"), PASSWORDS.hash("same")
+    assert first.startswith("$argon2id$") and first != second
