@@ -7,10 +7,12 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.auth import Passwords, Principal, Role, Token, Tokens
+from hub.auth import Passwords, Principal, Role, Token, Tokens, require
+from hub.availability import Availability
 from hub.db import SessionFactory
-from hub.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound, Unauthenticated
-from hub.models import Admin, Appointment, Doctor, Patient, Specialization
+from hub.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound
+from hub.models import Admin, Appointment, Doctor, Patient, Schedule, Specialization
+from hub.schedules import row_fields
 from hub.schemas import DoctorCreate, PatientCreate, PersonUpdate
 
 Account = TypeVar("Account", Patient, Doctor)
@@ -20,15 +22,6 @@ TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin]] = {
     Role.doctor: Doctor,
     Role.admin: Admin,
 }
-
-
-def require(principal: Principal | None, *roles: Role) -> Principal:
-    """The caller, who must be signed in (and hold one of `roles`, when given)."""
-    if principal is None:
-        raise Unauthenticated("sign in first")
-    if roles and principal.role not in roles:
-        raise Forbidden(f"only a {' or '.join(roles)} may do this")
-    return principal
 
 
 async def login(
@@ -68,7 +61,13 @@ async def register_doctor(
     async with sessions() as session:
         await _specialization(session, data.specialization_id)
     doctor = Doctor(**_fields(data, passwords))
-    await _insert(sessions, doctor)
+    try:
+        async with sessions.begin() as session:
+            session.add(doctor)
+            await session.flush()
+            session.add(Schedule(doctor_id=doctor.id, **row_fields(Availability())))
+    except IntegrityError as exc:
+        raise EmailTaken("an account with this email already exists") from exc
     return await get_doctor(sessions, doctor.id)
 
 

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from hub import db
-from hub.api import accounts, appointments, docs, specializations
+from hub.api import accounts, appointments, docs, schedules, specializations
 from hub.api.endpoint import Endpoint, http_error, server_error
 from hub.config import Settings
 from hub.errors import ConfigError
@@ -25,6 +25,7 @@ log = logging.getLogger("hub")
 STATIC = Path(__file__).resolve().parent.parent / "static"
 ENDPOINTS: list[Endpoint] = [
     *accounts.ENDPOINTS,
+    *schedules.ENDPOINTS,
     *specializations.ENDPOINTS,
     *appointments.ENDPOINTS,
 ]

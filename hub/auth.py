@@ -9,7 +9,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from hub.config import Settings
-from hub.errors import Unauthenticated
+from hub.errors import Forbidden, Unauthenticated
 
 ALGORITHM = "HS256"
 
@@ -29,6 +29,15 @@ class Principal:
 
     def is_(self, role: Role, id_: int) -> bool:
         return self.role is role and self.id == id_
+
+
+def require(principal: Principal | None, *roles: Role) -> Principal:
+    """The caller, who must be signed in (and hold one of `roles`, when given)."""
+    if principal is None:
+        raise Unauthenticated("sign in first")
+    if roles and principal.role not in roles:
+        raise Forbidden(f"only a {' or '.join(roles)} may do this")
+    return principal
 
 
 @dataclass(frozen=True, slots=True)

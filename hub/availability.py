@@ -1,42 +1,175 @@
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from zoneinfo import ZoneInfo
 
 from hub.errors import NotOffered
 
-# The original design's rule, until per-doctor availability replaces it: one-hour slots
-# on the hour, 09:00-17:00 UTC, Monday to Friday, in the future.
-SLOT = timedelta(hours=1)
-OPENS = time(9)
-CLOSES = time(17)
-WORKDAYS = range(5)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def day_slots(day: date) -> list[datetime]:
-    """Every slot start the rule offers on `day`, in UTC."""
-    if day.weekday() not in WORKDAYS:
-        return []
-    first = datetime.combine(day, OPENS, tzinfo=UTC)
-    last = datetime.combine(day, CLOSES, tzinfo=UTC) - SLOT
-    count = int((last - first) / SLOT) + 1
-    return [first + i * SLOT for i in range(count)]
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Working time within one local day, [start, end) in wall-clock time."""
+
+    start: time
+    end: time
 
 
-def free_slots(day: date, taken: Collection[datetime], now: datetime) -> list[datetime]:
-    """The starts on `day` that are offered, in the future and not taken."""
-    return [start for start in day_slots(day) if start > now and start not in taken]
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Different hours on the local dates first..last (inclusive); no intervals is a day off."""
+
+    first: date
+    last: date
+    intervals: tuple[Interval, ...] = ()
 
 
-def check_offered(start: datetime, now: datetime) -> datetime:
-    """`start` in UTC if the rule offers it; NotOffered naming the reason if not."""
+NINE_TO_FIVE = (Interval(time(9), time(17)),)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """When a doctor works, in their own time zone. The default is the original rule:
+    Monday to Friday, 09:00-17:00, one-hour slots."""
+
+    timezone: str = "UTC"
+    weekly: tuple[tuple[Interval, ...], ...] = (NINE_TO_FIVE,) * 5 + ((),) * 2
+    slot_minutes: int = 60
+    buffer_minutes: int = 0
+    notice_minutes: int = 60
+    horizon_days: int = 90
+    overrides: tuple[Override, ...] = field(default=())
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def slot(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes)
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(minutes=self.slot_minutes + self.buffer_minutes)
+
+    def intervals_on(self, day: date) -> tuple[Interval, ...]:
+        """The working intervals of a local date: the last override covering it, else the week."""
+        for override in reversed(self.overrides):
+            if override.first <= day <= override.last:
+                return override.intervals
+        return self.weekly[day.weekday()]
+
+    def local_day(self, moment: datetime) -> date:
+        return moment.astimezone(self.zone).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    start: datetime
+    end: datetime
+    state: str  # free | held | booked
+
+
+def _to_utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
+    """The instant a local wall time names, or None if it does not exist (a DST gap).
+    An ambiguous wall time (the repeated hour) is taken once, at its first occurrence."""
+    aware = wall.replace(tzinfo=zone, fold=0)
+    instant = aware.astimezone(UTC)
+    if instant.astimezone(zone).replace(tzinfo=None) != wall:
+        return None
+    return instant
+
+
+def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
+    """Every slot start on a local date, in UTC, laid out in the doctor's wall-clock time."""
+    zone, slot, step = availability.zone, availability.slot, availability.step
+    for interval in availability.intervals_on(day):
+        wall = datetime.combine(day, interval.start)
+        close = datetime.combine(day, interval.end) if interval.end != time(0) else None
+        if close is None:  # an interval ending at 00:00 runs to midnight
+            close = datetime.combine(day + timedelta(days=1), time(0))
+        while wall + slot <= close:
+            instant = _to_utc(wall, zone)
+            if instant is not None:
+                yield instant
+            wall += step
+
+
+def _bounds(availability: Availability, now: datetime) -> tuple[datetime, datetime]:
+    earliest = now + timedelta(minutes=availability.notice_minutes)
+    return earliest, now + timedelta(days=availability.horizon_days)
+
+
+def offered(
+    availability: Availability, first: date, last: date, now: datetime
+) -> Iterator[datetime]:
+    """The starts a patient may book on local dates first..last: after the notice, within
+    the horizon, in time order."""
+    earliest, latest = _bounds(availability, now)
+    day = first
+    while day <= last:
+        for start in day_starts(availability, day):
+            if earliest <= start <= latest:
+                yield start
+        day += timedelta(days=1)
+
+
+def calendar(
+    availability: Availability,
+    first: date,
+    last: date,
+    now: datetime,
+    booked: Iterable[tuple[datetime, datetime]],
+    held: Collection[datetime] = (),
+) -> list[Slot]:
+    """Every offered slot on local dates first..last with its state. A slot is booked when
+    an active appointment overlaps it (appointments may predate a change of slot length),
+    held when a live hold names its start, and free otherwise."""
+    taken = sorted(booked)
+    slot = availability.slot
+    slots: list[Slot] = []
+    index = 0
+    for start in offered(availability, first, last, now):
+        end = start + slot
+        while index < len(taken) and taken[index][1] <= start:
+            index += 1
+        busy = False
+        for taken_start, taken_end in taken[index:]:
+            if taken_start >= end or busy:
+                break
+            busy = start < taken_end
+        state = "booked" if busy else "held" if start in held else "free"
+        slots.append(Slot(start, end, state))
+    return slots
+
+
+def covers(availability: Availability, start: datetime) -> bool:
+    """Whether `start` is a slot start of the doctor's hours (notice and horizon aside)."""
+    return start in set(day_starts(availability, availability.local_day(start)))
+
+
+def check_offered(availability: Availability, start: datetime, now: datetime) -> datetime:
+    """`start` in UTC if the doctor offers it; NotOffered naming the reason if not."""
     start = start.astimezone(UTC)
-    if start <= now:
-        raise NotOffered("too_soon", "the slot has already started or passed")
-    if start.weekday() not in WORKDAYS:
-        raise NotOffered("day_off", "the doctor does not work on that day")
-    if (start.minute, start.second, start.microsecond) != (0, 0, 0):
-        raise NotOffered("misaligned", "slots start on the hour")
-    if not OPENS <= start.time() < CLOSES:
-        raise NotOffered("outside_hours", "slots run from 09:00 to 17:00 UTC")
+    day = availability.local_day(start)
+    intervals = availability.intervals_on(day)
+    if not covers(availability, start):
+        if not intervals:
+            raise NotOffered("day_off", f"the doctor does not work on {day.isoformat()}")
+        wall = start.astimezone(availability.zone).time()
+        if any(i.start <= wall and (wall < i.end or i.end == time(0)) for i in intervals):
+            raise NotOffered(
+                "misaligned",
+                f"slots are {availability.slot_minutes} minutes from the start of working hours",
+            )
+        raise NotOffered("outside_hours", "the doctor does not work at that time")
+    earliest, latest = _bounds(availability, now)
+    if start < earliest:
+        raise NotOffered("too_soon", f"book at least {availability.notice_minutes} minutes ahead")
+    if start > latest:
+        raise NotOffered("beyond_horizon", f"book at most {availability.horizon_days} days ahead")
     return start

@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import availability
-from hub.accounts import require
-from hub.auth import Principal, Role
+from hub import availability, schedules
+from hub.auth import Principal, Role, require
+from hub.availability import Availability, Slot
 from hub.bus import Bus
 from hub.db import SessionFactory
 from hub.errors import (
@@ -21,7 +22,7 @@ from hub.errors import (
     Unavailable,
 )
 from hub.locks import SlotLocks
-from hub.models import Appointment, Doctor, Status
+from hub.models import Appointment, Status
 
 log = logging.getLogger("hub.booking")
 
@@ -59,7 +60,9 @@ class Booking:
         caller = require(principal, Role.patient)
         if patient_id is not None and patient_id != caller.id:
             raise Forbidden("a patient books only for themselves")
-        start = availability.check_offered(start, self._clock())
+        async with self._sessions() as session:
+            hours = await schedules.load(session, doctor_id)
+        start = availability.check_offered(hours, start, self._clock())
         key = f"slot:{doctor_id}:{start:%Y%m%dT%H%M}"
         try:
             token = await self._locks.acquire(key, LOCK_TTL_MS)
@@ -115,39 +118,66 @@ class Booking:
             raise Forbidden("you may not read this patient's appointments")
         return await self._list(Appointment.patient_id == pid)
 
-    async def for_doctor(self, principal: Principal | None, did: int) -> Sequence[Appointment]:
-        """A doctor's appointments: for that doctor and admins."""
+    async def for_doctor(
+        self, principal: Principal | None, did: int
+    ) -> list[tuple[Appointment, bool]]:
+        """A doctor's appointments (for that doctor and admins), each with whether the
+        doctor's current hours still cover it (a change of hours never moves one)."""
         caller = require(principal)
         if not (caller.role is Role.admin or caller.is_(Role.doctor, did)):
             raise Forbidden("you may not read this doctor's appointments")
-        return await self._list(Appointment.doctor_id == did)
+        async with self._sessions() as session:
+            hours = await schedules.load(session, did)
+        rows = await self._list(Appointment.doctor_id == did)
+        return [(row, not availability.covers(hours, row.start_at)) for row in rows]
+
+    async def calendar(
+        self, doctor_id: int, first: date, last: date
+    ) -> tuple[Availability, list[Slot], dict[datetime, Appointment]]:
+        """Every offered slot of a doctor on local dates first..last with its state, and the
+        active appointments by start (the edge decides who may see whose)."""
+        async with self._sessions() as session:
+            hours = await schedules.load(session, doctor_id)
+            now = self._clock()
+            # Nothing is offered before now or past the horizon: clamp, which also keeps
+            # far-off dates from overflowing.
+            first = max(first, now.date() - timedelta(days=1))
+            last = min(last, (now + timedelta(days=hours.horizon_days + 1)).date())
+            if first > last:
+                return hours, [], {}
+            zone = hours.zone
+            low = datetime.combine(first - timedelta(days=1), time(), tzinfo=zone)
+            high = datetime.combine(last + timedelta(days=2), time(), tzinfo=zone)
+            rows = (
+                await session.scalars(
+                    select(Appointment).where(
+                        Appointment.doctor_id == doctor_id,
+                        Appointment.active.is_not(None),
+                        Appointment.start_at < high,
+                        Appointment.end_at > low,
+                    )
+                )
+            ).unique()
+            active = {row.start_at: row for row in rows}
+        booked = [(row.start_at, row.end_at) for row in active.values()]
+        slots = availability.calendar(hours, first, last, now, booked)
+        return hours, slots, active
 
     async def free_slots(self, doctor_id: int, day: date) -> list[datetime]:
-        """The starts still free on `day` with a doctor (public)."""
-        starts = availability.day_slots(day)
-        async with self._sessions() as session:
-            if await session.get(Doctor, doctor_id) is None:
-                raise NotFound(f"doctor {doctor_id} not found")
-            taken = await session.scalars(
-                select(Appointment.start_at).where(
-                    Appointment.doctor_id == doctor_id,
-                    Appointment.active.is_not(None),
-                    Appointment.start_at.in_(starts),
-                )
-            )
-            return availability.free_slots(day, set(taken), self._clock())
+        """The starts still free on a local date with a doctor (public)."""
+        _, slots, _ = await self.calendar(doctor_id, day, day)
+        return [slot.start for slot in slots if slot.state == "free"]
 
     async def _insert(self, doctor_id: int, patient_id: int, start: datetime) -> int:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._sessions.begin() as session:
-                    if await session.get(Doctor, doctor_id) is None:
-                        raise NotFound(f"doctor {doctor_id} not found")
+                    hours = await schedules.load(session, doctor_id, share=True)
+                    availability.check_offered(hours, start, self._clock())
+                    end = start + hours.slot
+                    await _refuse_overlaps(session, doctor_id, patient_id, start, end)
                     row = Appointment(
-                        doctor_id=doctor_id,
-                        patient_id=patient_id,
-                        start_at=start,
-                        end_at=start + availability.SLOT,
+                        doctor_id=doctor_id, patient_id=patient_id, start_at=start, end_at=end
                     )
                     session.add(row)
                     await session.flush()
@@ -210,6 +240,28 @@ class Booking:
         await self._bus.publish(f"doctor:{row.doctor_id}:slots", slot)
         await self._bus.publish(f"doctor:{row.doctor_id}:appointments", change)
         await self._bus.publish(f"patient:{row.patient_id}:appointments", change)
+
+
+async def _refuse_overlaps(
+    session: AsyncSession, doctor_id: int, patient_id: int, start: datetime, end: datetime
+) -> None:
+    # Same-start clashes are the UNIQUE keys' job; these catch appointments of another
+    # length (made before the doctor changed the slot length) that overlap this one.
+    overlapping = (
+        Appointment.active.is_not(None),
+        Appointment.start_at < end,
+        Appointment.end_at > start,
+        Appointment.start_at != start,
+    )
+    query = select(Appointment.doctor_id, Appointment.patient_id).where(
+        *overlapping,
+        (Appointment.doctor_id == doctor_id) | (Appointment.patient_id == patient_id),
+    )
+    for other_doctor, other_patient in (await session.execute(query)).all():
+        if other_patient == patient_id:
+            raise PatientBusy("you already have an appointment at this time")
+        if other_doctor == doctor_id:
+            raise SlotTaken("the doctor has an appointment overlapping this slot")
 
 
 def _involved(caller: Principal, row: Appointment) -> bool:

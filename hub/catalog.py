@@ -5,8 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from hub.accounts import require
-from hub.auth import Principal, Role
+from hub.auth import Principal, Role, require
 from hub.db import SessionFactory
 from hub.errors import NameTaken, NotFound
 from hub.models import Specialization

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Computed,
     Date,
@@ -156,3 +157,21 @@ class Appointment(Timestamps, Base):
 
     doctor: Mapped[Doctor] = relationship(lazy="joined")
     patient: Mapped[Patient] = relationship(lazy="joined")
+
+
+class Schedule(Base):
+    """A doctor's availability (see hub.availability), edited as one document.
+    `weekly` maps weekday names to [["HH:MM", "HH:MM"], ...]; `overrides` is a list of
+    {"from": date, "to": date, "intervals": [...]}."""
+
+    __tablename__ = "schedules"
+
+    doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    slot_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    notice_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    horizon_days: Mapped[int] = mapped_column(Integer, default=90)
+    weekly: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON)
+    overrides: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -12,9 +14,11 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PlainSerializer,
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from hub.models import Gender, Status
@@ -51,6 +55,8 @@ def _text(value: object) -> object:
 
 
 def _iso_date(value: object) -> object:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
     if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise ValueError("must be a date written YYYY-MM-DD")
     return value
@@ -198,6 +204,10 @@ class AppointmentOut(Output):
     patient: PersonRef
     created_at: datetime
     updated_at: datetime
+    outside_hours: bool | None = Field(
+        default=None,
+        description="In the doctor's listing: the doctor's hours no longer cover this start",
+    )
 
 
 class SlotsOut(Output):
@@ -210,3 +220,113 @@ class ErrorOut(Output):
     error: str
     detail: str
     fields: list[dict[str, str]] | None = None
+
+
+def _hhmm(value: object) -> object:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d|24:00", value):
+        raise ValueError("must be a time written HH:MM")
+    return "00:00" if value == "24:00" else value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _write_hhmm(value: time) -> str:
+    return value.strftime("%H:%M")
+
+
+HHMM = Annotated[time, BeforeValidator(_hhmm), PlainSerializer(_write_hhmm, return_type=str)]
+
+
+def _minutes(value: time) -> int:
+    return value.hour * 60 + value.minute or 24 * 60  # 00:00 as an end is midnight
+
+
+class IntervalIn(Input):
+    start: HHMM
+    end: HHMM = Field(description='Exclusive; "24:00" (or "00:00") is midnight')
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntervalIn:
+        if self.start.hour * 60 + self.start.minute >= _minutes(self.end):
+            raise ValueError("start must be before end")
+        return self
+
+
+def _no_overlap(intervals: list[IntervalIn]) -> list[IntervalIn]:
+    ordered = sorted(intervals, key=lambda i: i.start)
+    for before, after in itertools.pairwise(ordered):
+        if after.start.hour * 60 + after.start.minute < _minutes(before.end):
+            raise ValueError(
+                f"intervals overlap: {_write_hhmm(before.start)}-{_write_hhmm(before.end)} "
+                f"and {_write_hhmm(after.start)}-{_write_hhmm(after.end)}"
+            )
+    return ordered
+
+
+DayHours = Annotated[list[IntervalIn], Field(max_length=12), AfterValidator(_no_overlap)]
+
+
+class Week(Input):
+    monday: DayHours = []
+    tuesday: DayHours = []
+    wednesday: DayHours = []
+    thursday: DayHours = []
+    friday: DayHours = []
+    saturday: DayHours = []
+    sunday: DayHours = []
+
+
+class OverrideIn(Input):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    first: IsoDate = Field(alias="from", description="First local date")
+    last: IsoDate | None = Field(
+        default=None, alias="to", description="Last local date (inclusive); default: from"
+    )
+    intervals: DayHours = Field(default=[], description="Working hours; none is a day off")
+
+    @model_validator(mode="after")
+    def _range(self) -> OverrideIn:
+        if self.last is not None and self.last < self.first:
+            raise ValueError("to must not be before from")
+        if self.last is not None and (self.last - self.first).days > 366:
+            raise ValueError("an override spans at most 366 days")
+        return self
+
+
+class AvailabilityIn(Input):
+    timezone: Annotated[str, Field(max_length=64), AfterValidator(_zone)] = Field(
+        default="UTC", description="IANA time zone the hours are in"
+    )
+    weekly: Week
+    slot_minutes: int = Field(default=60, ge=5, le=240)
+    buffer_minutes: int = Field(default=0, ge=0, le=240)
+    notice_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30)
+    horizon_days: int = Field(default=90, ge=1, le=730)
+    overrides: list[OverrideIn] = Field(default=[], max_length=500)
+
+
+class SlotOut(Output):
+    start: datetime
+    end: datetime
+    state: str = Field(description="free | held | booked")
+    appointment_id: int | None = Field(
+        default=None, description="Only for that patient, the doctor and admins"
+    )
+    patient_id: int | None = Field(
+        default=None, description="Only for that patient, the doctor and admins"
+    )
+
+
+class CalendarOut(Output):
+    doctor_id: int
+    timezone: str
+    slots: list[SlotOut]

@@ -83,6 +83,18 @@ def _token(body: Any, who: str, c: Ctx) -> bool:
     return bool(body["access_token"])
 
 
+def _slot_identity(body: Any, who: str, c: Ctx) -> bool:
+    booked = [s for s in body["slots"] if s["start"] == iso(slot(10))]
+    shown = booked[0]["patient_id"] if booked else "missing"
+    return shown == (c.id("A") if who in ("A", "X", "admin") else None)
+
+
+HOURS = {
+    "weekly": {
+        d: [{"start": "09:00", "end": "17:00"}]
+        for d in ("monday", "tuesday", "wednesday", "thursday", "friday")
+    }
+}
 PATIENT, DOCTOR, APPT = "/patients/{id:int}", "/doctors/{id:int}", "/appointments/{id:int}"
 OPEN, OPEN_201 = (200,) * 6, (201,) * 6
 MATRIX = [
@@ -137,6 +149,24 @@ MATRIX = [
         None,
         (401, 403, 403, 403, 403, 201),
         lambda c: {"json": {"name": f"Speciality {next(c.serial)}"}},
+    ),
+    Row("GET", DOCTOR + "/availability", "X", (401, 403, 403, 200, 403, 200)),
+    Row(
+        "PUT",
+        DOCTOR + "/availability",
+        "X",
+        (401, 403, 403, 200, 403, 200),
+        lambda c: {"json": HOURS},
+    ),
+    Row(
+        "GET",
+        DOCTOR + "/slots",
+        "X",
+        OPEN,
+        lambda c: {
+            "params": {"from": slot(10).date().isoformat(), "to": slot(10).date().isoformat()}
+        },
+        _slot_identity,
     ),
     Row("GET", "/specializations/", None, OPEN),
     Row("GET", "/specializations/{id:int}", 1, OPEN, check=lambda b, who, c: b["id"] == 1),

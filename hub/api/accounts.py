@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub import accounts
 from hub.api.endpoint import Call, Endpoint, Param
-from hub.auth import Role, Token
+from hub.auth import Role, Token, require
 from hub.models import Doctor
 from hub.schemas import (
     DoctorCreate,
@@ -54,7 +54,7 @@ async def list_patients(call: Call) -> list[PatientOut]:
 
 
 async def me_patient(call: Call) -> PatientOut:
-    caller = accounts.require(call.principal, Role.patient)
+    caller = require(call.principal, Role.patient)
     return PatientOut.model_validate(
         await accounts.get_patient(call.hub.sessions, caller, caller.id)
     )
@@ -92,7 +92,7 @@ async def list_doctors(call: Call) -> list[DoctorOut | DoctorPublic]:
 
 
 async def me_doctor(call: Call) -> DoctorOut:
-    caller = accounts.require(call.principal, Role.doctor)
+    caller = require(call.principal, Role.doctor)
     return DoctorOut.model_validate(await accounts.get_doctor(call.hub.sessions, caller.id))
 
 

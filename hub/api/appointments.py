@@ -26,7 +26,10 @@ async def for_patient(call: Call) -> list[AppointmentOut]:
 
 async def for_doctor(call: Call) -> list[AppointmentOut]:
     rows = await call.hub.booking.for_doctor(call.principal, call.path_int("id"))
-    return [AppointmentOut.model_validate(row) for row in rows]
+    return [
+        AppointmentOut.model_validate(row).model_copy(update={"outside_hours": outside})
+        for row, outside in rows
+    ]
 
 
 async def cancel(call: Call) -> AppointmentOut:

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.auth import Principal, Role, require
+from hub.availability import WEEKDAYS, Availability, Interval, Override
+from hub.db import SessionFactory
+from hub.errors import Forbidden, NotFound
+from hub.models import Schedule
+
+
+def _interval(pair: list[str]) -> Interval:
+    return Interval(time.fromisoformat(pair[0]), time.fromisoformat(pair[1]))
+
+
+def _pairs(intervals: tuple[Interval, ...]) -> list[list[str]]:
+    return [[i.start.strftime("%H:%M"), i.end.strftime("%H:%M")] for i in intervals]
+
+
+def availability_of(row: Schedule) -> Availability:
+    """The pure Availability a stored schedule describes."""
+    overrides = tuple(
+        Override(
+            date.fromisoformat(str(item["from"])),
+            date.fromisoformat(str(item["to"])),
+            tuple(_interval(pair) for pair in item["intervals"]),  # type: ignore[attr-defined]
+        )
+        for item in row.overrides
+    )
+    return Availability(
+        timezone=row.timezone,
+        weekly=tuple(
+            tuple(_interval(pair) for pair in row.weekly.get(day, [])) for day in WEEKDAYS
+        ),
+        slot_minutes=row.slot_minutes,
+        buffer_minutes=row.buffer_minutes,
+        notice_minutes=row.notice_minutes,
+        horizon_days=row.horizon_days,
+        overrides=overrides,
+    )
+
+
+# fmt: off
+def row_fields(availability: Availability) -> dict[str, Any]:
+    """The stored columns for an Availability."""
+    return {
+        "timezone": availability.timezone,
+        "slot_minutes": availability.slot_minutes,
+        "buffer_minutes": availability.buffer_minutes,
+        "notice_minutes": availability.notice_minutes,
+        "horizon_days": availability.horizon_days,
+        "weekly": {
+            day: _pairs(intervals)
+            for day, intervals in zip(WEEKDAYS, availability.weekly, strict=True)
+            if intervals
+        },
+        "overrides": [
+            {
+                "from": o.first.isoformat(),
+                "to": o.last.isoformat(),
+                "intervals": _pairs(o.intervals),
+            }
+            for o in availability.overrides
+        ],
+    }
+# fmt: on
+
+
+async def load(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Availability:
+    """A doctor's availability. `share` holds a shared lock on it until the transaction ends,
+    so the hours a booking was checked against cannot change before it commits."""
+    row = await session.get(Schedule, doctor_id, with_for_update={"read": True} if share else None)
+    if row is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    return availability_of(row)
+
+
+def _may_edit(principal: Principal | None, doctor_id: int) -> None:
+    caller = require(principal)
+    if not (caller.role is Role.admin or caller.is_(Role.doctor, doctor_id)):
+        raise Forbidden("only the doctor and admins manage these hours")
+
+
+async def get_availability(
+    sessions: SessionFactory, principal: Principal | None, doctor_id: int
+) -> Availability:
+    """A doctor's availability: for that doctor and admins."""
+    _may_edit(principal, doctor_id)
+    async with sessions() as session:
+        return await load(session, doctor_id)
+
+
+async def set_availability(
+    sessions: SessionFactory, principal: Principal | None, doctor_id: int, new: Availability
+) -> Availability:
+    """Replace a doctor's availability. Existing appointments are never moved or deleted;
+    one the new hours no longer cover stays and is marked in the doctor's listing."""
+    _may_edit(principal, doctor_id)
+    async with sessions.begin() as session:
+        row = await session.get(Schedule, doctor_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"doctor {doctor_id} not found")
+        for name, value in row_fields(new).items():
+            setattr(row, name, value)
+    return new
