@@ -84,18 +84,41 @@ def _to_utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
     return instant
 
 
+def _close(day: date, interval: Interval) -> datetime:
+    if interval.end == time(0):  # an interval ending at 00:00 runs to midnight
+        return datetime.combine(day + timedelta(days=1), time(0))
+    return datetime.combine(day, interval.end)
+
+
 def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
-    """Every slot start on a local date, in UTC, laid out in the doctor's wall-clock time."""
+    """Every slot start on a local date, in UTC, laid out in the doctor's wall-clock time.
+    A start that does not exist (the spring-forward gap) is skipped, an ambiguous one (the
+    repeated hour) is taken once, and no slot overlaps another or runs past the close."""
     zone, slot, step = availability.zone, availability.slot, availability.step
+    midnight = datetime.combine(day, time(0))
+    offset = zone.utcoffset(midnight)
+    if offset is not None and offset == zone.utcoffset(midnight + timedelta(days=1)):
+        # No clock change today (no zone changes twice within a day): plain arithmetic.
+        for interval in availability.intervals_on(day):
+            wall = datetime.combine(day, interval.start)
+            close = _close(day, interval)
+            while wall + slot <= close:
+                yield (wall - offset).replace(tzinfo=UTC)
+                wall += step
+        return
     for interval in availability.intervals_on(day):
         wall = datetime.combine(day, interval.start)
-        close = datetime.combine(day, interval.end) if interval.end != time(0) else None
-        if close is None:  # an interval ending at 00:00 runs to midnight
-            close = datetime.combine(day + timedelta(days=1), time(0))
+        close = _close(day, interval)
+        busy_until = None
         while wall + slot <= close:
             instant = _to_utc(wall, zone)
-            if instant is not None:
-                yield instant
+            # A slot lasts its length in real time. Across a change its wall-clock end moves,
+            # so it must still end by the close, and the next start must not fall inside it.
+            if instant is not None and (busy_until is None or instant >= busy_until):
+                end = instant + slot
+                if end.astimezone(zone).replace(tzinfo=None) <= close:
+                    yield instant
+                    busy_until = end
             wall += step
 
 

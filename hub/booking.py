@@ -1,135 +1,221 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import availability, schedules
+from hub import availability, events, schedules
 from hub.auth import Principal, Role, require
 from hub.availability import Availability, Slot
 from hub.bus import Bus
 from hub.db import SessionFactory
 from hub.errors import (
+    AlreadyBooked,
     Forbidden,
+    HoldExpired,
+    HoldsUnavailable,
+    IdempotencyMismatch,
+    InvalidInput,
     InvalidTransition,
     NotFound,
     PatientBusy,
     SlotTaken,
-    Unavailable,
+    TooLate,
 )
-from hub.locks import SlotLocks
-from hub.models import Appointment, Status
+from hub.holds import Hold, HoldStore, SlotHeld
+from hub.models import Appointment, AppointmentEvent, IdempotencyKey, Patient, Status
+from hub.schedules import Policy
 
 log = logging.getLogger("hub.booking")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 DEADLOCK = {1205, 1213}  # lock wait timeout, deadlock: InnoDB asks the client to retry
 ATTEMPTS = 5
-LOCK_TTL_MS = 10_000
+CLAIM_MS = 10_000  # how long a direct booking holds its slot while it writes
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def actor(principal: Principal) -> dict[str, object]:
+    return {"actor_role": principal.role.value, "actor_id": principal.id}
+
+
 class Booking:
-    """The booking service: book, cancel and complete appointments; list and find slots.
-    The UNIQUE keys on appointments are the guarantee against double booking; the slot lock
-    only spares the database a burst of doomed inserts. Events go out after commit."""
+    """Holds, bookings and reschedules. A Redis hold (or its in-process twin) keeps contenders
+    off a slot while one of them writes; the UNIQUE keys on appointments are the guarantee,
+    so when the holds are unavailable booking still works on the database alone. Events go out
+    after commit, never before."""
 
     def __init__(
-        self, sessions: SessionFactory, locks: SlotLocks, bus: Bus, clock: Clock = _utcnow
+        self,
+        sessions: SessionFactory,
+        holds: HoldStore,
+        bus: Bus,
+        *,
+        hold_ttl: int = 120,
+        max_holds: int = 3,
+        clock: Clock = utcnow,
     ) -> None:
         self._sessions = sessions
-        self._locks = locks
+        self._holds = holds
         self._bus = bus
+        self._hold_ms = hold_ttl * 1000
+        self._max_holds = max_holds
         self._clock = clock
+
+    async def hold(self, principal: Principal | None, doctor_id: int, start: datetime) -> Hold:
+        """Hold a free slot for the calling patient for a short time while they confirm."""
+        caller = require(principal, Role.patient)
+        start = await self._offered(doctor_id, start)
+        async with self._sessions() as session:
+            if await _booked(session, doctor_id, start):
+                raise SlotTaken("this slot is already booked")
+        try:
+            hold = await self._holds.take(
+                Hold.new(doctor_id, start, caller.id), self._hold_ms, self._max_holds
+            )
+        except SlotHeld as exc:
+            if exc.holder.patient_id != caller.id:
+                raise
+            return exc.holder  # holding it already: the same hold, not a second one
+        await events.slot_changed(self._bus, doctor_id, start, "held")
+        return hold
+
+    async def release(self, principal: Principal | None, hold_id: str) -> None:
+        """Give a held slot back: only the patient who holds it."""
+        caller = require(principal, Role.patient)
+        hold = Hold.parse(hold_id)
+        if hold.patient_id != caller.id:
+            raise Forbidden("only its holder releases a hold")
+        if not await self._holds.release(hold):
+            raise NotFound("no such live hold")
+        await events.slot_changed(self._bus, hold.doctor_id, hold.start, "free")
 
     async def book(
         self,
         principal: Principal | None,
-        doctor_id: int,
-        start: datetime,
+        doctor_id: int | None,
+        start: datetime | None,
+        *,
         patient_id: int | None = None,
-    ) -> Appointment:
-        """Book `start` with a doctor for the calling patient."""
+        hold_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[Appointment, bool]:
+        """Book a slot for the calling patient, from their hold or directly. Returns the
+        appointment and whether it is the replay of an earlier request with the same key."""
         caller = require(principal, Role.patient)
         if patient_id is not None and patient_id != caller.id:
             raise Forbidden("a patient books only for themselves")
-        async with self._sessions() as session:
-            hours = await schedules.load(session, doctor_id)
-        start = availability.check_offered(hours, start, self._clock())
-        key = f"slot:{doctor_id}:{start:%Y%m%dT%H%M}"
+        doctor_id, start, hold = _target(caller, doctor_id, start, hold_id)
+        fingerprint = _fingerprint(doctor_id, start, hold_id)
+        if idempotency_key is not None:
+            replay = await self._replay(caller.id, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay, True
+        start = await self._offered(doctor_id, start)
+        claim, lapsed = await self._claim(caller.id, doctor_id, start, hold)
         try:
-            token = await self._locks.acquire(key, LOCK_TTL_MS)
-        except Unavailable as exc:
-            log.warning("booking without the slot lock: %s", exc.detail)
-            token = ""  # the database guard alone decides
-        if token is None:
-            raise SlotTaken("someone else is booking this slot right now")
-        try:
-            appointment_id = await self._insert(doctor_id, caller.id, start)
+            row_id = await self._retrying(
+                lambda session: self._insert(
+                    session, caller, doctor_id, start, key=(idempotency_key, fingerprint)
+                )
+            )
+        except SlotTaken as exc:
+            if lapsed:
+                raise HoldExpired("your hold expired and the slot was taken") from exc
+            raise
+        except _Replayed:
+            assert idempotency_key is not None
+            return await self._get(await self._key_target(caller.id, idempotency_key)), True
         finally:
-            if token:
-                await self._unlock(key, token)
-        appointment = await self._get(appointment_id)
-        await self._publish(appointment, "booked")
-        return appointment
+            await self._let_go(claim)
+        row = await self._get(row_id)
+        await events.slot_changed(self._bus, doctor_id, start, "booked")
+        await events.appointment_changed(self._bus, row, "booked")
+        return row, False
 
-    async def cancel(
-        self, principal: Principal | None, appointment_id: int, reason: str | None = None
+    async def reschedule(
+        self,
+        principal: Principal | None,
+        appointment_id: int,
+        start: datetime | None,
+        hold_id: str | None = None,
     ) -> Appointment:
-        """Cancel a scheduled appointment: its patient, its doctor or an admin."""
+        """Move an appointment to another start (or to a held slot) of the same doctor in one
+        transaction: the patient ends with the old appointment or the new one, never both."""
         caller = require(principal)
-        async with self._sessions.begin() as session:
-            row = await session.get(Appointment, appointment_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"appointment {appointment_id} not found")
-            if not _involved(caller, row):
-                raise Forbidden("you may not cancel this appointment")
-            _transition(row, Status.cancelled)
-            row.cancel_reason = reason
-        await self._publish(row, "cancelled")
-        return row
-
-    async def complete(self, principal: Principal | None, appointment_id: int) -> Appointment:
-        """Mark an appointment completed: its doctor, at or after its start."""
-        caller = require(principal, Role.doctor)
-        async with self._sessions.begin() as session:
-            row = await session.get(Appointment, appointment_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"appointment {appointment_id} not found")
-            if row.doctor_id != caller.id:
-                raise Forbidden("only the appointment's doctor may complete it")
-            if row.start_at > self._clock():
-                raise InvalidTransition("an appointment cannot be completed before it starts")
-            _transition(row, Status.completed)
-        await self._publish(row, "completed")
-        return row
-
-    async def for_patient(self, principal: Principal | None, pid: int) -> Sequence[Appointment]:
-        """A patient's appointments: for that patient and admins."""
-        caller = require(principal)
-        if not (caller.role is Role.admin or caller.is_(Role.patient, pid)):
-            raise Forbidden("you may not read this patient's appointments")
-        return await self._list(Appointment.patient_id == pid)
-
-    async def for_doctor(
-        self, principal: Principal | None, did: int
-    ) -> list[tuple[Appointment, bool]]:
-        """A doctor's appointments (for that doctor and admins), each with whether the
-        doctor's current hours still cover it (a change of hours never moves one)."""
-        caller = require(principal)
-        if not (caller.role is Role.admin or caller.is_(Role.doctor, did)):
-            raise Forbidden("you may not read this doctor's appointments")
         async with self._sessions() as session:
-            hours = await schedules.load(session, did)
-        rows = await self._list(Appointment.doctor_id == did)
-        return [(row, not availability.covers(hours, row.start_at)) for row in rows]
+            old = await session.get(Appointment, appointment_id)
+        if old is None:
+            raise NotFound(f"appointment {appointment_id} not found")
+        if not (
+            caller.role is Role.admin
+            or caller.is_(Role.patient, old.patient_id)
+            or caller.is_(Role.doctor, old.doctor_id)
+        ):
+            raise Forbidden("you may not reschedule this appointment")
+        patient = Principal(Role.patient, old.patient_id)
+        doctor_id, start, hold = _target(patient, old.doctor_id, start, hold_id)
+        if doctor_id != old.doctor_id:
+            raise InvalidInput(
+                "a reschedule keeps the doctor",
+                [{"field": "hold_id", "message": "the hold is for another doctor"}],
+            )
+        start = await self._offered(doctor_id, start)
+        claim, lapsed = await self._claim(old.patient_id, doctor_id, start, hold)
+        old_start = old.start_at
+
+        async def move(session: AsyncSession) -> int:
+            current = await session.get(Appointment, appointment_id, with_for_update=True)
+            assert current is not None
+            policy = schedules.policy_of(await schedules.load_row(session, current.doctor_id))
+            late = late_cancel(caller, current, policy, self._clock())
+            transition(current, Status.cancelled)
+            current.cancel_reason = "rescheduled"
+            current.late_cancel = late
+            await session.flush()  # frees the old start for the patient's UNIQUE key
+            session.add(
+                AppointmentEvent(
+                    appointment_id=current.id,
+                    from_status=Status.scheduled.value,
+                    to_status=Status.cancelled.value,
+                    reason="rescheduled",
+                    **actor(caller),
+                )
+            )
+            return await self._insert(
+                session, patient, doctor_id, start, moved_from=current.id, by=caller
+            )
+
+        try:
+            new_id = await self._retrying(move)
+        except SlotTaken as exc:
+            if lapsed:
+                raise HoldExpired("your hold expired and the slot was taken") from exc
+            raise
+        finally:
+            await self._let_go(claim)
+        row = await self._get(new_id)
+        await events.slot_changed(self._bus, doctor_id, old_start, "free")
+        await events.slot_changed(self._bus, doctor_id, start, "booked")
+        await events.appointment_changed(
+            self._bus,
+            row,
+            "rescheduled",
+            previous_id=appointment_id,
+            previous_start=events.utc_text(old_start),
+        )
+        return row
 
     async def calendar(
         self, doctor_id: int, first: date, last: date
@@ -159,8 +245,12 @@ class Booking:
                 )
             ).unique()
             active = {row.start_at: row for row in rows}
+        try:
+            held = set(await self._holds.held(doctor_id))
+        except HoldsUnavailable:
+            held = set()  # the calendar still shows what is booked
         booked = [(row.start_at, row.end_at) for row in active.values()]
-        slots = availability.calendar(hours, first, last, now, booked)
+        slots = availability.calendar(hours, first, last, now, booked, held)
         return hours, slots, active
 
     async def free_slots(self, doctor_id: int, day: date) -> list[datetime]:
@@ -168,43 +258,145 @@ class Booking:
         _, slots, _ = await self.calendar(doctor_id, day, day)
         return [slot.start for slot in slots if slot.state == "free"]
 
-    async def _insert(self, doctor_id: int, patient_id: int, start: datetime) -> int:
+    async def sweep(self) -> int:
+        """Announce the holds that lapsed (any process may run this); how many there were."""
+        lapsed = await self._holds.sweep()
+        for hold in lapsed:
+            async with self._sessions() as session:
+                state = "booked" if await _booked(session, hold.doctor_id, hold.start) else "free"
+            await events.slot_changed(self._bus, hold.doctor_id, hold.start, state)
+        return len(lapsed)
+
+    async def _offered(self, doctor_id: int, start: datetime) -> datetime:
+        async with self._sessions() as session:
+            hours = await schedules.load(session, doctor_id)
+        return availability.check_offered(hours, start, self._clock())
+
+    async def _claim(
+        self, patient_id: int, doctor_id: int, start: datetime, hold: Hold | None
+    ) -> tuple[Hold | None, bool]:
+        """The hold this booking writes under (to release after) and whether the patient's own
+        hold had lapsed. Without holds (Redis down) the database guard alone decides."""
+        try:
+            current = await self._holds.holder(doctor_id, start)
+            if current is not None and current.patient_id == patient_id:
+                return current, False
+            if current is not None:
+                if hold is not None:
+                    raise HoldExpired("your hold expired and someone else holds the slot")
+                raise SlotHeld("someone else is holding this slot", current)
+            claim = await self._holds.take(Hold.new(doctor_id, start, patient_id), CLAIM_MS, 0)
+            return claim, hold is not None
+        except SlotHeld as exc:
+            if hold is not None:
+                raise HoldExpired("your hold expired and someone else holds the slot") from exc
+            raise
+        except HoldsUnavailable as exc:
+            log.warning("booking on the database guard alone: %s", exc.detail)
+            return None, False
+
+    async def _let_go(self, claim: Hold | None) -> None:
+        if claim is None:
+            return
+        try:
+            await self._holds.release(claim)
+        except HoldsUnavailable as exc:
+            log.warning("hold not released (it lapses by itself): %s", exc.detail)
+
+    async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self._sessions.begin() as session:
-                    hours = await schedules.load(session, doctor_id, share=True)
-                    availability.check_offered(hours, start, self._clock())
-                    end = start + hours.slot
-                    await _refuse_overlaps(session, doctor_id, patient_id, start, end)
-                    row = Appointment(
-                        doctor_id=doctor_id, patient_id=patient_id, start_at=start, end_at=end
-                    )
-                    session.add(row)
-                    await session.flush()
-                    return row.id
-            except IntegrityError as exc:
-                raise await self._conflict(exc, patient_id, start) from exc
+                    return await work(session)
             except OperationalError as exc:
                 if _errno(exc) not in DEADLOCK or attempt == ATTEMPTS:
                     raise
-                log.info("retrying booking after InnoDB error %s", _errno(exc))
+                log.info("retrying after InnoDB error %s", _errno(exc))
         raise AssertionError("unreachable")
 
-    async def _conflict(self, exc: IntegrityError, patient_id: int, start: datetime) -> Exception:
-        # Which UNIQUE key a database reports first differs between engines; ask the rows.
-        if not any(key in str(exc.orig) for key in ("_slot", "appointments.")):
-            return exc
-        async with self._sessions() as session:
-            mine = await session.scalar(
-                select(Appointment.id).where(
-                    Appointment.patient_id == patient_id,
-                    Appointment.start_at == start,
-                    Appointment.active.is_not(None),
+    async def _insert(
+        self,
+        session: AsyncSession,
+        patient: Principal,
+        doctor_id: int,
+        start: datetime,
+        *,
+        key: tuple[str | None, str] = (None, ""),
+        moved_from: int | None = None,
+        by: Principal | None = None,
+    ) -> int:
+        # The patient's row lock serialises their own bookings, so the one-per-doctor rule
+        # cannot be raced; the schedule's shared lock keeps the hours still until commit.
+        await session.get(Patient, patient.id, with_for_update=True)
+        row = await schedules.load_row(session, doctor_id, share=True)
+        hours, policy = schedules.availability_of(row), schedules.policy_of(row)
+        availability.check_offered(hours, start, self._clock())
+        end = start + hours.slot
+        await _refuse_overlaps(session, doctor_id, patient.id, start, end)
+        if policy.one_per_patient and await _has_future(
+            session, doctor_id, patient.id, self._clock(), moved_from
+        ):
+            raise AlreadyBooked("you already have an upcoming appointment with this doctor")
+        appointment = Appointment(
+            doctor_id=doctor_id,
+            patient_id=patient.id,
+            start_at=start,
+            end_at=end,
+            rescheduled_from_id=moved_from,
+        )
+        try:
+            async with session.begin_nested():  # a savepoint: the rows can be asked after
+                session.add(appointment)
+        except IntegrityError as exc:
+            raise await _conflict(session, exc, patient.id, start) from exc
+        reason = f"rescheduled from {moved_from}" if moved_from else None
+        session.add(
+            AppointmentEvent(
+                appointment_id=appointment.id,
+                to_status=Status.scheduled.value,
+                reason=reason,
+                **actor(by or patient),
+            )
+        )
+        idempotency_key, fingerprint = key
+        if idempotency_key is not None:
+            session.add(
+                IdempotencyKey(
+                    patient_id=patient.id,
+                    key=idempotency_key,
+                    request_hash=fingerprint,
+                    appointment_id=appointment.id,
                 )
             )
-        if mine is not None:
-            return PatientBusy("you already have an appointment at this time")
-        return SlotTaken("this slot is already booked")
+            try:
+                await session.flush()
+            except IntegrityError as exc:  # the same key committed meanwhile: replay it
+                raise _Replayed() from exc
+        return appointment.id
+
+    async def _replay(self, patient_id: int, key: str, fingerprint: str) -> Appointment | None:
+        async with self._sessions() as session:
+            stored = await session.scalar(
+                select(IdempotencyKey).where(
+                    IdempotencyKey.patient_id == patient_id, IdempotencyKey.key == key
+                )
+            )
+        if stored is None:
+            return None
+        if stored.request_hash != fingerprint:
+            raise IdempotencyMismatch()
+        return await self._get(stored.appointment_id)
+
+    async def _key_target(self, patient_id: int, key: str) -> int:
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(IdempotencyKey.appointment_id).where(
+                    IdempotencyKey.patient_id == patient_id, IdempotencyKey.key == key
+                )
+            )
+        if found is None:
+            raise SlotTaken("this slot is already booked")
+        return found
 
     async def _get(self, appointment_id: int) -> Appointment:
         async with self._sessions() as session:
@@ -213,33 +405,63 @@ class Booking:
             raise NotFound(f"appointment {appointment_id} not found")
         return row
 
-    async def _list(self, where: ColumnElement[bool]) -> Sequence[Appointment]:
-        query = select(Appointment).where(where).order_by(Appointment.start_at, Appointment.id)
-        async with self._sessions() as session:
-            return (await session.scalars(query)).unique().all()
 
-    async def _unlock(self, key: str, token: str) -> None:
-        try:
-            await self._locks.release(key, token)
-        except Unavailable as exc:
-            log.warning("slot lock not released (it expires by itself): %s", exc.detail)
+class _Replayed(Exception):
+    """The same idempotency key was committed by a concurrent retry."""
 
-    async def _publish(self, row: Appointment, event: str) -> None:
-        start = row.start_at.isoformat().replace("+00:00", "Z")
-        state = "free" if row.status is Status.cancelled else "booked"
-        slot = {"type": "slot", "doctor_id": row.doctor_id, "start": start, "state": state}
-        change = {
-            "type": "appointment",
-            "event": event,
-            "appointment_id": row.id,
-            "doctor_id": row.doctor_id,
-            "patient_id": row.patient_id,
-            "start": start,
-            "status": row.status.value,
-        }
-        await self._bus.publish(f"doctor:{row.doctor_id}:slots", slot)
-        await self._bus.publish(f"doctor:{row.doctor_id}:appointments", change)
-        await self._bus.publish(f"patient:{row.patient_id}:appointments", change)
+
+def _target(
+    patient: Principal, doctor_id: int | None, start: datetime | None, hold_id: str | None
+) -> tuple[int, datetime, Hold | None]:
+    if hold_id is None:
+        if doctor_id is None or start is None:
+            raise InvalidInput(
+                "give hold_id, or doctor_id and scheduled_datetime",
+                [{"field": "hold_id", "message": "required without doctor_id and a start"}],
+            )
+        return doctor_id, start.astimezone(UTC), None
+    hold = Hold.parse(hold_id)
+    if hold.patient_id != patient.id:
+        raise Forbidden("this hold belongs to someone else")
+    if (doctor_id is not None and doctor_id != hold.doctor_id) or (
+        start is not None and start.astimezone(UTC) != hold.start
+    ):
+        raise InvalidInput(
+            "the hold is for another slot",
+            [{"field": "hold_id", "message": "does not match doctor_id and scheduled_datetime"}],
+        )
+    return hold.doctor_id, hold.start, hold
+
+
+def _fingerprint(doctor_id: int, start: datetime, hold_id: str | None) -> str:
+    body = json.dumps([doctor_id, events.utc_text(start), hold_id])
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def _booked(session: AsyncSession, doctor_id: int, start: datetime) -> bool:
+    found = await session.scalar(
+        select(Appointment.id).where(
+            Appointment.doctor_id == doctor_id,
+            Appointment.active.is_not(None),
+            Appointment.start_at <= start,
+            Appointment.end_at > start,
+        )
+    )
+    return found is not None
+
+
+async def _has_future(
+    session: AsyncSession, doctor_id: int, patient_id: int, now: datetime, besides: int | None
+) -> bool:
+    query = select(Appointment.id).where(
+        Appointment.doctor_id == doctor_id,
+        Appointment.patient_id == patient_id,
+        Appointment.status == Status.scheduled,
+        Appointment.start_at > now,
+    )
+    if besides is not None:
+        query = query.where(Appointment.id != besides)
+    return (await session.scalar(query.limit(1))) is not None
 
 
 async def _refuse_overlaps(
@@ -247,14 +469,11 @@ async def _refuse_overlaps(
 ) -> None:
     # Same-start clashes are the UNIQUE keys' job; these catch appointments of another
     # length (made before the doctor changed the slot length) that overlap this one.
-    overlapping = (
+    query = select(Appointment.doctor_id, Appointment.patient_id).where(
         Appointment.active.is_not(None),
         Appointment.start_at < end,
         Appointment.end_at > start,
         Appointment.start_at != start,
-    )
-    query = select(Appointment.doctor_id, Appointment.patient_id).where(
-        *overlapping,
         (Appointment.doctor_id == doctor_id) | (Appointment.patient_id == patient_id),
     )
     for other_doctor, other_patient in (await session.execute(query)).all():
@@ -264,18 +483,43 @@ async def _refuse_overlaps(
             raise SlotTaken("the doctor has an appointment overlapping this slot")
 
 
-def _involved(caller: Principal, row: Appointment) -> bool:
-    return (
-        caller.role is Role.admin
-        or caller.is_(Role.patient, row.patient_id)
-        or caller.is_(Role.doctor, row.doctor_id)
+async def _conflict(
+    session: AsyncSession, exc: IntegrityError, patient_id: int, start: datetime
+) -> Exception:
+    # Which UNIQUE key a database reports first differs between engines; ask the rows.
+    if not any(key in str(exc.orig) for key in ("_slot", "appointments.")):
+        return exc
+    mine = await session.scalar(
+        select(Appointment.id).where(
+            Appointment.patient_id == patient_id,
+            Appointment.start_at == start,
+            Appointment.active.is_not(None),
+        )
     )
+    if mine is not None:
+        return PatientBusy("you already have an appointment at this time")
+    return SlotTaken("this slot is already booked")
 
 
-def _transition(row: Appointment, to: Status) -> None:
+def transition(row: Appointment, to: Status) -> None:
+    """Move an appointment along the one state machine: scheduled -> completed | cancelled |
+    no_show; anything else is InvalidTransition."""
     if row.status is not Status.scheduled:
         raise InvalidTransition(f"a {row.status.value} appointment cannot become {to.value}")
     row.status = to
+
+
+def late_cancel(caller: Principal, row: Appointment, policy: Policy, now: datetime) -> bool:
+    """Whether a cancellation now is late. A patient inside the doctor's cutoff is refused
+    (TooLate) unless the doctor allows late cancellation; doctors and admins never are."""
+    if caller.role is not Role.patient:
+        return False
+    if row.start_at - now >= timedelta(minutes=policy.cancel_cutoff_minutes):
+        return False
+    if not policy.allow_late_cancel:
+        hours = policy.cancel_cutoff_minutes / 60
+        raise TooLate(f"appointments can be cancelled up to {hours:g} hours before they start")
+    return True
 
 
 def _errno(exc: OperationalError) -> int | None:

@@ -28,6 +28,8 @@ class Settings:
     port: int = 8000
     data_dir: Path = Path("hub-data")
     redis_timeout: float = 0.5
+    hold_ttl: int = 120
+    max_holds: int = 3
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     log_level: str = "info"
@@ -66,6 +68,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             port=config("PORT", cast=int, default=8000),
             data_dir=data_dir,
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=0.5),
+            hold_ttl=config("HOLD_TTL", cast=int, default=120),
+            max_holds=config("MAX_HOLDS", cast=int, default=3),
             argon2_time_cost=config("ARGON2_TIME_COST", cast=int, default=3),
             argon2_memory_kib=config("ARGON2_MEMORY_KIB", cast=int, default=65536),
             log_level=config("LOG_LEVEL", default="info"),

@@ -7,7 +7,8 @@ the HTTP status the REST edge answers with.
     HubError                       500 internal
     ├── ConfigError                    (start-up only: the hub refuses to start)
     ├── InvalidInput               422 invalid            (+ `fields`)
-    │   └── NotOffered             422 not_offered        (+ `reason`)
+    │   ├── NotOffered             422 not_offered        (+ `reason`)
+    │   └── IdempotencyMismatch    422 idempotency_mismatch
     ├── Unauthenticated            401 unauthenticated
     │   └── InvalidCredentials     401 invalid_credentials
     ├── Forbidden                  403 forbidden
@@ -18,9 +19,13 @@ the HTTP status the REST edge answers with.
     │   ├── SlotTaken              409 slot_taken
     │   ├── PatientBusy            409 patient_busy
     │   ├── AlreadyBooked          409 already_booked
+    │   ├── HoldExpired            409 hold_expired
+    │   ├── TooManyHolds           409 too_many_holds
+    │   ├── TooLate                409 too_late
     │   └── InvalidTransition      409 invalid_transition
     ├── PayloadTooLarge            413 payload_too_large
     └── Unavailable                503 unavailable
+        └── HoldsUnavailable       503 holds_unavailable
 
 On a WebSocket the same code travels in an `error` event and the connection stays open.
 """
@@ -69,6 +74,16 @@ class NotOffered(InvalidInput):
         return {**super().payload(), "reason": self.reason}
 
 
+class IdempotencyMismatch(InvalidInput):
+    code = "idempotency_mismatch"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used with another request",
+            [{"field": "Idempotency-Key", "message": "reused with a different body"}],
+        )
+
+
 class Unauthenticated(HubError):
     code = "unauthenticated"
     status = 401
@@ -113,6 +128,18 @@ class AlreadyBooked(Conflict):
     code = "already_booked"
 
 
+class HoldExpired(Conflict):
+    code = "hold_expired"
+
+
+class TooManyHolds(Conflict):
+    code = "too_many_holds"
+
+
+class TooLate(Conflict):
+    code = "too_late"
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
 
@@ -120,6 +147,10 @@ class InvalidTransition(Conflict):
 class Unavailable(HubError):
     code = "unavailable"
     status = 503
+
+
+class HoldsUnavailable(Unavailable):
+    code = "holds_unavailable"
 
 
 class PayloadTooLarge(HubError):

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Computed,
     Date,
@@ -151,6 +152,10 @@ class Appointment(Timestamps, Base):
     end_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[Status] = mapped_column(_enum(Status, "status"), default=Status.scheduled)
     cancel_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    late_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
+    rescheduled_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appointments.id"), default=None
+    )
     active: Mapped[int | None] = mapped_column(
         Integer, Computed("CASE WHEN status <> 'cancelled' THEN 1 ELSE NULL END", persisted=True)
     )
@@ -172,6 +177,41 @@ class Schedule(Base):
     buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
     notice_minutes: Mapped[int] = mapped_column(Integer, default=60)
     horizon_days: Mapped[int] = mapped_column(Integer, default=90)
+    cancel_cutoff_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
+    allow_late_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
+    one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True)
+    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=15)
     weekly: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON)
     overrides: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AppointmentEvent(Base):
+    """One state change of an appointment: who, when, from, to, why."""
+
+    __tablename__ = "appointment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int] = mapped_column(Integer)
+    from_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+
+
+class IdempotencyKey(Base):
+    """A booking request's Idempotency-Key, kept so a retry returns the first result."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "key", name="uq_idempotency_keys_patient_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    key: Mapped[str] = mapped_column(String(100))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

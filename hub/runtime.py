@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +15,8 @@ from hub.booking import Booking
 from hub.bus import Bus, MemoryBus, RedisBus
 from hub.config import Settings
 from hub.db import SessionFactory, create_engine, session_factory
-from hub.locks import MemoryLocks, RedisLocks, SlotLocks
+from hub.holds import HoldStore, MemoryHolds, RedisHolds
+from hub.lifecycle import Lifecycle
 
 log = logging.getLogger("hub")
 
@@ -27,9 +30,10 @@ class Hub:
     sessions: SessionFactory
     passwords: Passwords
     tokens: Tokens
-    locks: SlotLocks
+    holds: HoldStore
     bus: Bus
     booking: Booking
+    lifecycle: Lifecycle
     redis: Redis | None
 
 
@@ -38,7 +42,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     """Create the engine, Redis client, locks and bus on the running loop; close them after."""
     engine = create_engine(settings.database_url)
     redis: Redis | None = None
-    locks: SlotLocks
+    holds: HoldStore
     bus: Bus
     if settings.redis_url:
         redis = Redis.from_url(
@@ -46,10 +50,10 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             socket_timeout=settings.redis_timeout,
             socket_connect_timeout=settings.redis_timeout,
         )
-        locks = RedisLocks(redis, settings.redis_timeout)
+        holds = RedisHolds(redis, settings.redis_timeout)
         bus = RedisBus(redis, settings.redis_timeout)
     else:
-        locks = MemoryLocks()
+        holds = MemoryHolds()
         bus = MemoryBus()
     sessions = session_factory(engine)
     log.info(
@@ -57,6 +61,10 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         engine.url.render_as_string(hide_password=True),
         "Redis" if redis else "in-process",
     )
+    booking = Booking(
+        sessions, holds, bus, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
+    )
+    sweeper = asyncio.create_task(_sweep(booking), name="hub-hold-sweeper")
     try:
         yield Hub(
             settings=settings,
@@ -64,12 +72,27 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             sessions=sessions,
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
             tokens=Tokens(settings),
-            locks=locks,
+            holds=holds,
             bus=bus,
-            booking=Booking(sessions, locks, bus),
+            booking=booking,
+            lifecycle=Lifecycle(sessions, bus),
             redis=redis,
         )
     finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+
+
+async def _sweep(booking: Booking, every: float = 0.5) -> None:
+    # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
+    # so a slot turns free for its viewers even when the process that made the hold has died.
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await booking.sweep()
+        except Exception as exc:  # the sweeper outlives a Redis or database outage
+            log.warning("hold sweep failed: %r", exc)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import date, time
 from typing import Any
 
@@ -18,6 +19,25 @@ def _interval(pair: list[str]) -> Interval:
 
 def _pairs(intervals: tuple[Interval, ...]) -> list[list[str]]:
     return [[i.start.strftime("%H:%M"), i.end.strftime("%H:%M")] for i in intervals]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A doctor's booking rules."""
+
+    cancel_cutoff_minutes: int = 24 * 60  # a patient cancels at least this long before
+    allow_late_cancel: bool = False  # ...or later, recorded as late, when this is on
+    one_per_patient: bool = True  # one future active appointment per patient with this doctor
+    no_show_grace_minutes: int = 15  # a no-show is marked only after start + grace
+
+
+def policy_of(row: Schedule) -> Policy:
+    return Policy(
+        row.cancel_cutoff_minutes,
+        row.allow_late_cancel,
+        row.one_per_patient,
+        row.no_show_grace_minutes,
+    )
 
 
 def availability_of(row: Schedule) -> Availability:
@@ -69,13 +89,18 @@ def row_fields(availability: Availability) -> dict[str, Any]:
 # fmt: on
 
 
-async def load(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Availability:
-    """A doctor's availability. `share` holds a shared lock on it until the transaction ends,
+async def load_row(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Schedule:
+    """A doctor's schedule row. `share` holds a shared lock on it until the transaction ends,
     so the hours a booking was checked against cannot change before it commits."""
     row = await session.get(Schedule, doctor_id, with_for_update={"read": True} if share else None)
     if row is None:
         raise NotFound(f"doctor {doctor_id} not found")
-    return availability_of(row)
+    return row
+
+
+async def load(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Availability:
+    """A doctor's availability (see load_row)."""
+    return availability_of(await load_row(session, doctor_id, share=share))
 
 
 def _may_edit(principal: Principal | None, doctor_id: int) -> None:
@@ -86,16 +111,21 @@ def _may_edit(principal: Principal | None, doctor_id: int) -> None:
 
 async def get_availability(
     sessions: SessionFactory, principal: Principal | None, doctor_id: int
-) -> Availability:
-    """A doctor's availability: for that doctor and admins."""
+) -> tuple[Availability, Policy]:
+    """A doctor's availability and booking policy: for that doctor and admins."""
     _may_edit(principal, doctor_id)
     async with sessions() as session:
-        return await load(session, doctor_id)
+        row = await load_row(session, doctor_id)
+        return availability_of(row), policy_of(row)
 
 
 async def set_availability(
-    sessions: SessionFactory, principal: Principal | None, doctor_id: int, new: Availability
-) -> Availability:
+    sessions: SessionFactory,
+    principal: Principal | None,
+    doctor_id: int,
+    new: Availability,
+    policy: Policy,
+) -> tuple[Availability, Policy]:
     """Replace a doctor's availability. Existing appointments are never moved or deleted;
     one the new hours no longer cover stays and is marked in the doctor's listing."""
     _may_edit(principal, doctor_id)
@@ -103,6 +133,6 @@ async def set_availability(
         row = await session.get(Schedule, doctor_id, with_for_update=True)
         if row is None:
             raise NotFound(f"doctor {doctor_id} not found")
-        for name, value in row_fields(new).items():
+        for name, value in {**row_fields(new), **asdict(policy)}.items():
             setattr(row, name, value)
-    return new
+    return new, policy

@@ -125,12 +125,53 @@ class SpecializationCreate(Input):
     name: Name
 
 
-class AppointmentCreate(Input):
+HoldId = Annotated[str, StringConstraints(min_length=7, max_length=80, pattern=r"^[0-9a-f-]+$")]
+
+
+class HoldCreate(Input):
     doctor_id: Id
     scheduled_datetime: UTCInstant = Field(
         description="Start of the slot, ISO 8601 with an offset; normalised to UTC"
     )
+
+
+class AppointmentCreate(Input):
+    doctor_id: Id | None = Field(default=None, description="Required without hold_id")
+    scheduled_datetime: UTCInstant | None = Field(
+        default=None,
+        description="Start of the slot, ISO 8601 with an offset; normalised to UTC. "
+        "Required without hold_id",
+    )
     patient_id: Id | None = Field(default=None, description="Must be the caller when given")
+    hold_id: HoldId | None = Field(default=None, description="Book the slot this hold keeps")
+
+
+class RescheduleRequest(Input):
+    scheduled_datetime: UTCInstant | None = Field(default=None, description="The new start")
+    hold_id: HoldId | None = Field(default=None, description="Or: the hold on the new slot")
+
+
+class HoldOut(Output):
+    hold_id: str
+    doctor_id: int
+    scheduled_datetime: datetime
+    expires_at: datetime | None
+
+
+class HistoryOut(Output):
+    at: datetime
+    actor_role: str
+    actor_id: int
+    from_status: str | None
+    to_status: str
+    reason: str | None
+
+
+class PolicyIn(Input):
+    cancel_cutoff_minutes: int = Field(default=24 * 60, ge=0, le=60 * 24 * 30)
+    allow_late_cancel: bool = False
+    one_per_patient: bool = True
+    no_show_grace_minutes: int = Field(default=15, ge=0, le=24 * 60)
 
 
 class CancelRequest(Input):
@@ -200,6 +241,8 @@ class AppointmentOut(Output):
     end_datetime: datetime = Field(validation_alias="end_at")
     status: Status
     cancel_reason: str | None
+    late_cancel: bool
+    rescheduled_from_id: int | None
     doctor: PersonRef
     patient: PersonRef
     created_at: datetime
@@ -312,6 +355,7 @@ class AvailabilityIn(Input):
     notice_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30)
     horizon_days: int = Field(default=90, ge=1, le=730)
     overrides: list[OverrideIn] = Field(default=[], max_length=500)
+    policy: PolicyIn = Field(default_factory=PolicyIn, description="Booking rules")
 
 
 class SlotOut(Output):

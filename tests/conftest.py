@@ -24,7 +24,15 @@ REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
 BACKENDS = ["embedded", *(["mariadb"] if MARIADB_URL and REDIS_URL else [])]
 SECRET = "test-secret-key-that-is-long-enough-for-hs256-000"
 PASSWORD = "correct horse battery"
-TABLES = ("appointments", "admins", "doctors", "patients")
+TABLES = (
+    "appointment_events",
+    "idempotency_keys",
+    "appointments",
+    "schedules",
+    "admins",
+    "doctors",
+    "patients",
+)
 
 
 def test_settings(database_url: str, redis_url: str | None, tmp: Path) -> Settings:
@@ -51,8 +59,8 @@ def mariadb_schema() -> str:
     engine = create_engine(db.sync_url(MARIADB_URL))
     with engine.begin() as conn:  # a failure here is a failure, never a skip
         conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-        for table in (*TABLES, "specializations", "alembic_version"):
-            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        for table in conn.execute(text("SHOW TABLES")).scalars().all():
+            conn.execute(text(f"DROP TABLE `{table}`"))
     engine.dispose()
     db.migrate(MARIADB_URL)
     return MARIADB_URL
@@ -170,6 +178,15 @@ class World:
         answer = self.client.post("/doctors/", json=body)
         assert answer.status_code == 201, answer.text
         return self._actor("doctor", answer.json())
+
+    def allow_repeat_bookings(self, doctor: Actor) -> None:
+        """Turn off the doctor's one-upcoming-appointment-per-patient rule."""
+        hours = self.client.get(f"/doctors/{doctor.id}/availability", headers=doctor.headers)
+        body = {**hours.json(), "policy": {**hours.json()["policy"], "one_per_patient": False}}
+        answer = self.client.put(
+            f"/doctors/{doctor.id}/availability", json=body, headers=doctor.headers
+        )
+        assert answer.status_code == 200, answer.text
 
     def admin(self) -> Actor:
         email = f"admin{next(self.serial)}@example.org"

@@ -436,6 +436,7 @@ def test_a_completed_appointment_cannot_be_cancelled(world: World, raw: Engine) 
 
 def test_a_patients_appointments_are_listed_by_start(world: World) -> None:
     patient, first, second = world.patient(), world.doctor(), world.doctor()
+    world.allow_repeat_bookings(first)
     for doctor, start in ((first, slot(14)), (second, slot(9)), (first, slot(11, days_ahead=1))):
         world.book(patient, doctor, start)
     answer = world.client.get(f"/appointments/patient/{patient.id}", headers=patient.headers)
@@ -447,6 +448,7 @@ def test_a_patients_appointments_are_listed_by_start(world: World) -> None:
 
 def test_a_doctors_appointments_are_listed_by_start(world: World) -> None:
     doctor, first, second = world.doctor(), world.patient(), world.patient()
+    world.allow_repeat_bookings(doctor)
     for patient, start in ((first, slot(15)), (second, slot(10)), (first, slot(12))):
         world.book(patient, doctor, start)
     answer = world.client.get(f"/appointments/doctor/{doctor.id}", headers=doctor.headers)

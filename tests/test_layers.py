@@ -6,8 +6,18 @@ from pathlib import Path
 import pytest
 
 HUB = Path(__file__).resolve().parent.parent / "hub"
-SERVICES = ("accounts", "auth", "availability", "booking", "catalog", "errors")
-STORES = ("db", "models", "locks", "bus")
+SERVICES = (
+    "accounts",
+    "auth",
+    "availability",
+    "booking",
+    "catalog",
+    "events",
+    "lifecycle",
+    "schedules",
+    "errors",
+)
+STORES = ("db", "models", "holds", "bus")
 EDGES = ("api", "app", "ws", "__main__")
 
 

@@ -1,9 +1,24 @@
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict
 
 from hub.api.endpoint import Call, Endpoint, Param
-from hub.schemas import AppointmentCreate, AppointmentOut, CancelRequest, IsoDate, SlotsOut
+from hub.errors import InvalidInput
+from hub.schemas import (
+    AppointmentCreate,
+    AppointmentOut,
+    CancelRequest,
+    HistoryOut,
+    HoldCreate,
+    HoldOut,
+    IsoDate,
+    RescheduleRequest,
+    SlotsOut,
+)
+
+KEY = re.compile(r"^[\x21-\x7e]{1,100}$")
 
 
 class DayQuery(BaseModel):
@@ -11,21 +26,51 @@ class DayQuery(BaseModel):
     date: IsoDate
 
 
+def _idempotency_key(call: Call) -> str | None:
+    key = call.request.headers.get("idempotency-key")
+    if key is not None and not KEY.fullmatch(key):
+        raise InvalidInput(
+            "Idempotency-Key must be 1-100 visible ASCII characters",
+            [{"field": "Idempotency-Key", "message": "1-100 visible ASCII characters"}],
+        )
+    return key
+
+
 async def book(call: Call) -> AppointmentOut:
     body: AppointmentCreate = call.body
-    row = await call.hub.booking.book(
-        call.principal, body.doctor_id, body.scheduled_datetime, body.patient_id
+    row, _replayed = await call.hub.booking.book(
+        call.principal,
+        body.doctor_id,
+        body.scheduled_datetime,
+        patient_id=body.patient_id,
+        hold_id=body.hold_id,
+        idempotency_key=_idempotency_key(call),
     )
     return AppointmentOut.model_validate(row)
 
 
+async def hold(call: Call) -> HoldOut:
+    body: HoldCreate = call.body
+    held = await call.hub.booking.hold(call.principal, body.doctor_id, body.scheduled_datetime)
+    return HoldOut(
+        hold_id=held.id,
+        doctor_id=held.doctor_id,
+        scheduled_datetime=held.start,
+        expires_at=held.expires_at,
+    )
+
+
+async def release(call: Call) -> None:
+    await call.hub.booking.release(call.principal, call.request.path_params["hold_id"])
+
+
 async def for_patient(call: Call) -> list[AppointmentOut]:
-    rows = await call.hub.booking.for_patient(call.principal, call.path_int("id"))
+    rows = await call.hub.lifecycle.for_patient(call.principal, call.path_int("id"))
     return [AppointmentOut.model_validate(row) for row in rows]
 
 
 async def for_doctor(call: Call) -> list[AppointmentOut]:
-    rows = await call.hub.booking.for_doctor(call.principal, call.path_int("id"))
+    rows = await call.hub.lifecycle.for_doctor(call.principal, call.path_int("id"))
     return [
         AppointmentOut.model_validate(row).model_copy(update={"outside_hours": outside})
         for row, outside in rows
@@ -34,13 +79,36 @@ async def for_doctor(call: Call) -> list[AppointmentOut]:
 
 async def cancel(call: Call) -> AppointmentOut:
     body: CancelRequest = call.body
-    row = await call.hub.booking.cancel(call.principal, call.path_int("id"), body.reason)
+    row = await call.hub.lifecycle.cancel(call.principal, call.path_int("id"), body.reason)
     return AppointmentOut.model_validate(row)
 
 
 async def complete(call: Call) -> AppointmentOut:
-    row = await call.hub.booking.complete(call.principal, call.path_int("id"))
+    row = await call.hub.lifecycle.complete(call.principal, call.path_int("id"))
     return AppointmentOut.model_validate(row)
+
+
+async def no_show(call: Call) -> AppointmentOut:
+    row = await call.hub.lifecycle.no_show(call.principal, call.path_int("id"))
+    return AppointmentOut.model_validate(row)
+
+
+async def reschedule(call: Call) -> AppointmentOut:
+    body: RescheduleRequest = call.body
+    if (body.scheduled_datetime is None) == (body.hold_id is None):
+        raise InvalidInput(
+            "give exactly one of scheduled_datetime and hold_id",
+            [{"field": "scheduled_datetime", "message": "or hold_id, exactly one"}],
+        )
+    row = await call.hub.booking.reschedule(
+        call.principal, call.path_int("id"), body.scheduled_datetime, body.hold_id
+    )
+    return AppointmentOut.model_validate(row)
+
+
+async def history(call: Call) -> list[HistoryOut]:
+    rows = await call.hub.lifecycle.history(call.principal, call.path_int("id"))
+    return [HistoryOut.model_validate(row) for row in rows]
 
 
 async def available_slots(call: Call) -> SlotsOut:
@@ -50,17 +118,40 @@ async def available_slots(call: Call) -> SlotsOut:
     return SlotsOut(doctor_id=doctor_id, date=day, slots=slots)
 
 
+APPOINTMENT = "/appointments/{id:int}"
 ENDPOINTS = [
     Endpoint(
         "POST",
         "/appointments/",
         book,
-        "Book a slot for the signed-in patient",
+        "Book a slot for the signed-in patient, from a hold or directly "
+        "(honours an Idempotency-Key header)",
         "appointments",
         AppointmentOut,
         AppointmentCreate,
         status=201,
         errors=(401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "POST",
+        "/appointments/holds",
+        hold,
+        "Hold a free slot for a short time while confirming (patients)",
+        "appointments",
+        HoldOut,
+        HoldCreate,
+        status=201,
+        errors=(401, 403, 404, 409, 422, 503),
+    ),
+    Endpoint(
+        "DELETE",
+        "/appointments/holds/{hold_id:str}",
+        release,
+        "Release a hold (its patient)",
+        "appointments",
+        None,
+        status=204,
+        errors=(401, 403, 404, 422, 503),
     ),
     Endpoint(
         "GET",
@@ -75,16 +166,17 @@ ENDPOINTS = [
         "GET",
         "/appointments/doctor/{id:int}",
         for_doctor,
-        "A doctor's appointments (self, admins)",
+        "A doctor's appointments (self, admins); outside_hours marks those the hours no "
+        "longer cover",
         "appointments",
         list[AppointmentOut],
-        errors=(401, 403),
+        errors=(401, 403, 404),
     ),
     Endpoint(
         "PUT",
-        "/appointments/{id:int}/cancel",
+        APPOINTMENT + "/cancel",
         cancel,
-        "Cancel an appointment (its patient, its doctor, admins)",
+        "Cancel an appointment (its patient within the cutoff, its doctor, admins)",
         "appointments",
         AppointmentOut,
         CancelRequest,
@@ -92,7 +184,17 @@ ENDPOINTS = [
     ),
     Endpoint(
         "PUT",
-        "/appointments/{id:int}/complete",
+        APPOINTMENT + "/reschedule",
+        reschedule,
+        "Move an appointment to a new start or a held slot, atomically",
+        "appointments",
+        AppointmentOut,
+        RescheduleRequest,
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "PUT",
+        APPOINTMENT + "/complete",
         complete,
         "Mark an appointment completed (its doctor, at or after the start)",
         "appointments",
@@ -100,18 +202,32 @@ ENDPOINTS = [
         errors=(401, 403, 404, 409),
     ),
     Endpoint(
+        "PUT",
+        APPOINTMENT + "/no-show",
+        no_show,
+        "Mark a no-show (its doctor, after the start + grace)",
+        "appointments",
+        AppointmentOut,
+        errors=(401, 403, 404, 409),
+    ),
+    Endpoint(
+        "GET",
+        APPOINTMENT + "/history",
+        history,
+        "Every state change: who, when, from, to, why (its patient, its doctor, admins)",
+        "appointments",
+        list[HistoryOut],
+        errors=(401, 403, 404),
+    ),
+    Endpoint(
         "GET",
         "/appointments/doctor/{id:int}/available-slots",
         available_slots,
-        "Free slot starts of a doctor on a date, in UTC",
+        "Free slot starts of a doctor on a local date, in UTC",
         "appointments",
         SlotsOut,
         auth=False,
         errors=(404, 422),
-        query=(
-            Param(
-                "date", {"type": "string", "format": "date"}, "The day, YYYY-MM-DD", required=True
-            ),
-        ),
+        query=(Param("date", {"type": "string", "format": "date"}, "YYYY-MM-DD", required=True),),
     ),
 ]

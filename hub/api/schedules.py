@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,7 +11,15 @@ from hub.api.endpoint import Call, Endpoint, Param
 from hub.auth import Role
 from hub.availability import WEEKDAYS, Availability, Interval, Override
 from hub.errors import InvalidInput
-from hub.schemas import AvailabilityIn, CalendarOut, IntervalIn, OverrideIn, SlotOut, Week
+from hub.schemas import (
+    AvailabilityIn,
+    CalendarOut,
+    IntervalIn,
+    OverrideIn,
+    PolicyIn,
+    SlotOut,
+    Week,
+)
 
 MAX_DAYS = 31
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -44,8 +53,9 @@ def _pairs(intervals: tuple[Interval, ...]) -> list[IntervalIn]:
     return [IntervalIn(start=i.start, end=i.end) for i in intervals]
 
 
-def to_body(hours: Availability) -> AvailabilityIn:
+def to_body(hours: Availability, policy: schedules.Policy) -> AvailabilityIn:
     return AvailabilityIn(
+        policy=PolicyIn(**asdict(policy)),
         timezone=hours.timezone,
         weekly=Week(**{d: _pairs(i) for d, i in zip(WEEKDAYS, hours.weekly, strict=True)}),
         slot_minutes=hours.slot_minutes,
@@ -60,15 +70,22 @@ def to_body(hours: Availability) -> AvailabilityIn:
 
 
 async def get_availability(call: Call) -> AvailabilityIn:
-    hours = await schedules.get_availability(call.hub.sessions, call.principal, call.path_int("id"))
-    return to_body(hours)
+    hours, policy = await schedules.get_availability(
+        call.hub.sessions, call.principal, call.path_int("id")
+    )
+    return to_body(hours, policy)
 
 
 async def put_availability(call: Call) -> AvailabilityIn:
-    hours = await schedules.set_availability(
-        call.hub.sessions, call.principal, call.path_int("id"), to_availability(call.body)
+    body: AvailabilityIn = call.body
+    hours, policy = await schedules.set_availability(
+        call.hub.sessions,
+        call.principal,
+        call.path_int("id"),
+        to_availability(body),
+        schedules.Policy(**body.policy.model_dump()),
     )
-    return to_body(hours)
+    return to_body(hours, policy)
 
 
 def _bound(name: str, text: str) -> date | datetime:
@@ -85,12 +102,25 @@ def _bound(name: str, text: str) -> date | datetime:
         raise InvalidInput(
             f"{name} needs an offset", [{"field": name, "message": "add Z or an offset"}]
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        problem = [{"field": name, "message": "out of range in UTC"}]
+        raise InvalidInput(f"{name} is out of range", problem) from exc
 
 
-def _day(bound: date | datetime, pad: int) -> date:
+def _day(bound: date | datetime, pad: int = 0) -> date:
     # An instant is widened by a day on its side: its local date depends on the doctor's zone.
-    return bound.date() + timedelta(days=pad) if isinstance(bound, datetime) else bound
+    if not isinstance(bound, datetime):
+        return bound
+    try:
+        return bound.date() + timedelta(days=pad)
+    except OverflowError:
+        return date.max if pad > 0 else date.min
+
+
+def both_instants(low: date | datetime, high: date | datetime) -> bool:
+    return isinstance(low, datetime) and isinstance(high, datetime)
 
 
 def _inside(start: datetime, low: date | datetime, high: date | datetime) -> bool:
@@ -101,16 +131,17 @@ def _inside(start: datetime, low: date | datetime, high: date | datetime) -> boo
 async def doctor_slots(call: Call) -> CalendarOut:
     window = call.query(WindowQuery)
     low, high = _bound("from", window.first), _bound("to", window.last)
-    first, last = _day(low, -1), _day(high, 1)
-    if last < first:
+    backwards = high <= low if both_instants(low, high) else _day(high) < _day(low)
+    if backwards:
         raise InvalidInput("to is before from", [{"field": "to", "message": "before from"}])
-    if (_day(high, 0) - _day(low, 0)).days >= MAX_DAYS:
+    inclusive = 0 if isinstance(high, datetime) else 1  # a date `to` counts its own day
+    if (_day(high) - _day(low)).days + inclusive > MAX_DAYS:
         raise InvalidInput(
             f"at most {MAX_DAYS} days at a time",
             [{"field": "to", "message": f"at most {MAX_DAYS} days after from"}],
         )
     doctor_id = call.path_int("id")
-    hours, slots, active = await call.hub.booking.calendar(doctor_id, first, last)
+    hours, slots, active = await call.hub.booking.calendar(doctor_id, _day(low, -1), _day(high, 1))
     caller = call.principal
     out = []
     for slot in slots:

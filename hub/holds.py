@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hub.errors import HoldsUnavailable, InvalidInput, SlotTaken, TooManyHolds
+
+# One script takes a hold atomically: drop the patient's lapsed holds, refuse past the cap,
+# SET NX PX the slot key, and index the hold by patient, doctor and expiry (the sweeper's queue).
+TAKE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then return {-1, ''} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {0, redis.call('GET', KEYS[1]) or ''}
+end
+local expires = now_ms + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], expires, ARGV[1])
+redis.call('ZADD', KEYS[3], expires, ARGV[1])
+redis.call('ZADD', KEYS[4], expires, ARGV[1])
+return {1, tostring(expires)}
+"""
+# Only the holder's exact id deletes the slot key: a hold that lapsed and was taken by someone
+# else is not released by its first owner.
+RELEASE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Claim lapsed holds: whoever removes an id from the expiry queue announces it, exactly once.
+SWEEP = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, 200)
+for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
+return due
+"""
+
+
+class SlotHeld(SlotTaken):
+    def __init__(self, detail: str, holder: Hold) -> None:
+        super().__init__(detail)
+        self.holder = holder
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A patient's short claim on one slot. Its id names the slot, the patient and a secret."""
+
+    doctor_id: int
+    start: datetime
+    patient_id: int
+    token: str
+    expires_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.doctor_id}-{int(self.start.timestamp())}-{self.patient_id}-{self.token}"
+
+    @classmethod
+    def parse(cls, hold_id: str) -> Hold:
+        try:
+            doctor, epoch, patient, token = hold_id.split("-")
+            start = datetime.fromtimestamp(int(epoch), UTC)
+            return cls(int(doctor), start, int(patient), token)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise InvalidInput(
+                "malformed hold id", [{"field": "hold_id", "message": "not a hold id"}]
+            ) from exc
+
+    @classmethod
+    def new(cls, doctor_id: int, start: datetime, patient_id: int) -> Hold:
+        return cls(doctor_id, start, patient_id, secrets.token_hex(8))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(moment: float) -> datetime:
+    return datetime.fromtimestamp(moment / 1000, UTC)
+
+
+class HoldStore(Protocol):
+    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold: ...
+
+    async def holder(self, doctor_id: int, start: datetime) -> Hold | None: ...
+
+    async def release(self, hold: Hold) -> bool: ...
+
+    async def held(self, doctor_id: int) -> dict[datetime, Hold]: ...
+
+    async def sweep(self) -> list[Hold]: ...
+
+
+class RedisHolds:
+    """Holds as Redis keys (SET NX PX + token-checked delete); every call gives up after
+    `timeout` seconds with HoldsUnavailable, so a slow Redis never stalls a request."""
+
+    def __init__(self, redis: Redis, timeout: float, prefix: str = "hub:") -> None:
+        self._redis = redis
+        self._timeout = timeout
+        self._prefix = prefix
+        self._take = redis.register_script(TAKE)
+        self._release = redis.register_script(RELEASE)
+        self._sweep = redis.register_script(SWEEP)
+
+    def _keys(self, hold: Hold) -> list[str]:
+        p = self._prefix
+        return [
+            f"{p}hold:{hold.doctor_id}:{int(hold.start.timestamp())}",
+            f"{p}holds:patient:{hold.patient_id}",
+            f"{p}holds:doctor:{hold.doctor_id}",
+            f"{p}holds:expiry",
+        ]
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await awaitable
+        except (RedisError, TimeoutError, OSError) as exc:
+            raise HoldsUnavailable(f"holds are unavailable: {exc.__class__.__name__}") from exc
+
+    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
+        """Claim the slot for `hold`'s patient; SlotHeld names the current holder."""
+        status, raw = await self._call(
+            self._take(keys=self._keys(hold), args=[hold.id, ttl_ms, cap])
+        )
+        value = _text(raw)
+        if status == -1:
+            raise TooManyHolds(f"at most {cap} holds at a time")
+        if status == 0:
+            raise SlotHeld("someone else is holding this slot", Hold.parse(value))
+        return Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(int(value)))
+
+    async def holder(self, doctor_id: int, start: datetime) -> Hold | None:
+        key = f"{self._prefix}hold:{doctor_id}:{int(start.timestamp())}"
+        value = await self._call(self._redis.get(key))
+        if value is None:
+            return None
+        return Hold.parse(_text(value))
+
+    async def release(self, hold: Hold) -> bool:
+        return bool(await self._call(self._release(keys=self._keys(hold), args=[hold.id])))
+
+    async def held(self, doctor_id: int) -> dict[datetime, Hold]:
+        key = f"{self._prefix}holds:doctor:{doctor_id}"
+        now_ms = int(time.time() * 1000)
+        rows = await self._call(self._redis.zrangebyscore(key, now_ms, "+inf", withscores=True))
+        holds = {}
+        for member, score in rows:
+            hold = Hold.parse(_text(member))
+            holds[hold.start] = Hold(
+                hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(score)
+            )
+        return holds
+
+    async def sweep(self) -> list[Hold]:
+        """The holds that lapsed since the last sweep by any process, each returned once."""
+        due = await self._call(self._sweep(keys=[f"{self._prefix}holds:expiry"]))
+        lapsed = []
+        for member in due:
+            hold = Hold.parse(_text(member))
+            keys = self._keys(hold)
+            await self._call(self._redis.zrem(keys[1], hold.id))
+            await self._call(self._redis.zrem(keys[2], hold.id))
+            lapsed.append(hold)
+        return lapsed
+
+
+class MemoryHolds:
+    """The in-process twin of RedisHolds for the embedded default: same semantics."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[int, datetime], tuple[Hold, float]] = {}
+
+    def _live(self, key: tuple[int, datetime]) -> Hold | None:
+        entry = self._slots.get(key)
+        return entry[0] if entry is not None and entry[1] > time.time() else None
+
+    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
+        now = time.time()
+        mine = sum(
+            1
+            for h, until in self._slots.values()
+            if h.patient_id == hold.patient_id and until > now
+        )
+        if cap > 0 and mine >= cap:
+            raise TooManyHolds(f"at most {cap} holds at a time")
+        key = (hold.doctor_id, hold.start)
+        current = self._live(key)
+        if current is not None:
+            raise SlotHeld("someone else is holding this slot", current)
+        until = now + ttl_ms / 1000
+        taken = Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(until * 1000))
+        self._slots[key] = (taken, until)
+        return taken
+
+    async def holder(self, doctor_id: int, start: datetime) -> Hold | None:
+        return self._live((doctor_id, start))
+
+    async def release(self, hold: Hold) -> bool:
+        key = (hold.doctor_id, hold.start)
+        entry = self._slots.get(key)
+        if entry is None or entry[0].id != hold.id:
+            return False
+        del self._slots[key]
+        return entry[1] > time.time()
+
+    async def held(self, doctor_id: int) -> dict[datetime, Hold]:
+        now = time.time()
+        return {
+            start: hold
+            for (doctor, start), (hold, until) in self._slots.items()
+            if doctor == doctor_id and until > now
+        }
+
+    async def sweep(self) -> list[Hold]:
+        now = time.time()
+        lapsed = [(key, hold) for key, (hold, until) in self._slots.items() if until <= now]
+        for key, _ in lapsed:
+            del self._slots[key]
+        return [hold for _, hold in lapsed]
