@@ -80,6 +80,9 @@ class Booking:
         async with self._sessions() as session:
             if await _booked(session, doctor_id, start):
                 raise SlotTaken("this slot is already booked")
+        current = await self._holds.holder(doctor_id, start)
+        if current is not None and current.patient_id == caller.id:
+            return current  # holding it already: the same hold, not a second one
         try:
             hold = await self._holds.take(
                 Hold.new(doctor_id, start, caller.id), self._hold_ms, self._max_holds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hub.availability import (
@@ -139,6 +139,11 @@ DAY_HOURS = st.one_of(SCATTERED, NIGHT)
 # Any length, but often a usual one (left alone, hypothesis favours the 5-minute minimum).
 SLOTS = st.sampled_from([90, 60, 45, 120, 30, 20, 15, 180, 240]) | st.integers(5, 240)
 BUFFERS = st.sampled_from([0, 5, 10, 15, 30]) | st.integers(0, 60)
+NOTICES = st.sampled_from([0, 60, 120]) | st.integers(0, 1440)
+# `now` relative to local midnight of the first date: mostly before it, so its nights count.
+SINCE_MIDNIGHT = (st.integers(-2 * 1440, 0) | st.integers(-3 * 1440, 1440)).map(
+    lambda minutes: timedelta(minutes=minutes)
+)
 WEEKLY = st.tuples(*[DAY_HOURS] * 7)
 
 
@@ -147,7 +152,7 @@ def _dates_near(name: str) -> st.SearchStrategy[date]:
     anywhere = st.dates(date(2025, 1, 1), date(2027, 12, 31))
     if not CHANGES[name]:
         return anywhere
-    shift = st.one_of(st.integers(-1, 1), st.integers(-10, 10)).map(lambda n: timedelta(days=n))
+    shift = st.one_of(st.just(0), st.integers(-10, 10)).map(lambda n: timedelta(days=n))
     near = st.builds(lambda day, by: day + by, st.sampled_from(CHANGES[name]), shift)
     return st.one_of(near, near, anywhere)
 
@@ -174,22 +179,31 @@ class Scenario:
         return list(offered(self.availability, self.first, self.last, self.now))
 
 
+def _overrides(first: date) -> st.SearchStrategy[tuple[Override, ...]]:
+    """0-2 overrides within the first days drawn; often `first` itself given night hours."""
+    days = st.integers(0, 3).map(lambda n: first + timedelta(days=n))
+    spans = st.tuples(days, st.integers(0, 2)).map(lambda p: (p[0], p[0] + timedelta(days=p[1])))
+    anywhere = st.builds(lambda span, hours: Override(*span, hours), spans, DAY_HOURS)
+    tonight = NIGHT.map(lambda hours: Override(first, first, hours))
+    return st.one_of(tonight.map(lambda o: (o,)), st.lists(anywhere, max_size=2).map(tuple))
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     name = draw(st.sampled_from(ZONES))
+    first = draw(DATES[name])
     availability = Availability(
         timezone=name,
         weekly=draw(WEEKLY),
         slot_minutes=draw(SLOTS),
         buffer_minutes=draw(BUFFERS),
-        notice_minutes=draw(st.integers(0, 1440)),
+        notice_minutes=draw(NOTICES),
         horizon_days=draw(st.integers(1, 120)),
+        overrides=draw(_overrides(first)),
     )
-    first = draw(DATES[name])
     last = first + timedelta(days=draw(st.integers(0, 3)))
-    now = datetime.combine(first, time(0), UTC) + timedelta(
-        minutes=draw(st.integers(-5 * 1440, 2 * 1440))
-    )
+    midnight = datetime.combine(first, time(0), availability.zone).astimezone(UTC)
+    now = midnight + draw(SINCE_MIDNIGHT)
     return Scenario(availability, first, last, now)
 
 
@@ -431,56 +445,112 @@ def test_check_offered_accepts_a_first_occurrence_given_in_the_doctor_zone() -> 
 
 
 def test_a_slot_spanning_the_spring_forward_gap_does_not_overlap_the_next() -> None:
-    # 01:30 CET + 90 min ends at 04:00 CEST (02:00Z); wall 03:00 CEST is 01:00Z.
-    hours = _open(
-        timezone="Europe/Berlin", weekly=_every_day(_span("01:30", "06:00")), slot_minutes=90
-    )
-    starts = _starts(hours, date(2026, 3, 29))
+    # 01:30 CET + 90 min ends at 04:00 CEST (02:00Z), but wall 03:00 CEST is 01:00Z.
+    starts = _starts(SPANNING_THE_GAP, date(2026, 3, 29))
     for before, after in pairwise(starts):
-        assert before + hours.slot <= after, (before, after)
+        assert before + SPANNING_THE_GAP.slot <= after, _walls(SPANNING_THE_GAP, starts)
+
+
+def test_a_slot_spanning_the_spring_forward_gap_still_ends_by_the_close() -> None:
+    # 01:30 CET + 90 min ends at 04:00 CEST, an hour after the 03:00 close.
+    hours = _open(
+        timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "03:00")), slot_minutes=90
+    )
+    assert _walls(hours, _starts(hours, date(2026, 3, 29))) == ["00:00"]
+
+
+def test_a_slot_ending_as_the_clocks_jump_is_offered_when_the_close_is_in_the_gap() -> None:
+    # 00:00-02:30 is 23:00Z-01:00Z that night: 01:00-02:00 CET (00:00Z-01:00Z) fits.
+    hours = _open(timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "02:30")))
+    assert _walls(hours, _starts(hours, date(2026, 3, 29))) == ["00:00", "01:00"]
 
 
 # --- properties ------------------------------------------------------------------------------
+#
+# Each property also runs on a few fixed scenarios that straddle a clock change.
+
+SPANNING_THE_GAP = _open(
+    timezone="Europe/Berlin", weekly=_every_day(_span("01:30", "06:00")), slot_minutes=90
+)
+FIXED = (
+    Scenario(SPANNING_THE_GAP, date(2026, 3, 29), date(2026, 3, 29), NOW),
+    Scenario(
+        _open(timezone="Australia/Lord_Howe", weekly=_every_day(_span("01:00", "05:00"))),
+        date(2026, 10, 4),  # 02:00 -> 02:30
+        date(2026, 10, 4),
+        NOW,
+    ),
+    Scenario(
+        _open(
+            timezone="Pacific/Chatham", weekly=_every_day(_span("00:00", "06:00")), slot_minutes=45
+        ),
+        date(2026, 4, 5),  # 03:45 -> 02:45
+        date(2026, 4, 5),
+        NOW,
+    ),
+    Scenario(
+        _open(
+            timezone="America/Santiago",
+            weekly=_every_day(_span("00:00", "02:00"), _span("22:00", "00:00")),
+        ),
+        date(2026, 4, 4),  # 24:00 -> 23:00, then 2026-09-06 00:00 -> 01:00
+        date(2026, 4, 5),
+        NOW,
+    ),
+    Scenario(
+        NIGHT_NEW_YORK, date(2026, 3, 7), date(2026, 3, 9), datetime(2026, 3, 8, 6, 30, tzinfo=UTC)
+    ),
+)
 
 
-@PROPERTY
-@given(scenarios())
-def test_every_start_and_its_wall_clock_end_lie_in_one_working_interval(s: Scenario) -> None:
+def properties(test: Callable[[Scenario], None]) -> Callable[..., None]:
+    """Run `test` on the fixed scenarios and on 500 drawn ones."""
+    for scenario in FIXED:
+        test = example(scenario)(test)
+    return PROPERTY(given(scenarios())(test))
+
+
+@properties
+def test_every_start_and_its_end_lie_in_one_working_interval(s: Scenario) -> None:
     zone, slot = s.availability.zone, s.availability.slot
     for start in s.starts():
         wall = start.astimezone(zone).replace(tzinfo=None)
+        # the last moment of the slot on the wall clock (across a change its wall end moves)
+        last = (start + slot - timedelta(microseconds=1)).astimezone(zone).replace(tzinfo=None)
         assert s.first <= wall.date() <= s.last
         spans = [_bounds_of(i, wall.date()) for i in s.availability.intervals_on(wall.date())]
-        assert any(opens <= wall and wall + slot <= closes for opens, closes in spans), start
+        assert any(
+            opens <= wall and wall + slot <= closes and last < closes for opens, closes in spans
+        ), (zone.key, _walls(s.availability, [start]))
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_offered_starts_strictly_increase(s: Scenario) -> None:
     starts = s.starts()
     assert all(before < after for before, after in pairwise(starts))
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_offered_slots_never_overlap_in_absolute_time(s: Scenario) -> None:
     slot = s.availability.slot
     for before, after in pairwise(s.starts()):
         assert before + slot <= after, (s.availability.zone.key, before, after)
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_starts_in_an_interval_step_by_slot_plus_buffer_except_over_missing_times(
     s: Scenario,
 ) -> None:
-    zone, step = s.availability.zone, s.availability.step
+    zone, slot, step = s.availability.zone, s.availability.slot, s.availability.step
 
-    def skippable(wall: datetime) -> bool:
+    def skippable(wall: datetime, previous: datetime) -> bool:
+        """A wall time may be left out if it does not exist, is outside notice and horizon,
+        or its slot would overlap the previous one (after a spring-forward gap)."""
         if not _exists(wall, zone):
             return True
         instant = wall.replace(tzinfo=zone).astimezone(UTC)
-        return not s.earliest <= instant <= s.latest
+        overlaps = instant < previous.replace(tzinfo=zone).astimezone(UTC) + slot
+        return overlaps or not s.earliest <= instant <= s.latest
 
     for (day, index), walls in _by_interval(s).items():
         opens, _ = _bounds_of(s.availability.intervals_on(day)[index], day)
@@ -489,17 +559,15 @@ def test_starts_in_an_interval_step_by_slot_plus_buffer_except_over_missing_time
             gap, remainder = divmod(after - before, step)
             assert remainder == timedelta(0) and gap >= 1, (before, after)
             skipped = [before + n * step for n in range(1, gap)]
-            assert all(skippable(wall) for wall in skipped), (before, after)
+            assert all(skippable(wall, before) for wall in skipped), (before, after)
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_offered_starts_respect_notice_and_horizon(s: Scenario) -> None:
     assert all(s.earliest <= start <= s.latest for start in s.starts())
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_check_offered_accepts_every_offered_start(s: Scenario) -> None:
     for start in s.starts():
         assert check_offered(s.availability, start, s.now) == start
@@ -515,7 +583,8 @@ def test_check_offered_accepts_every_offered_start(s: Scenario) -> None:
 def test_check_offered_on_any_instant_agrees_with_covers_or_names_a_reason(
     s: Scenario, minutes: int, seconds: int, local: bool
 ) -> None:
-    instant = datetime.combine(s.first, time(0), UTC) + timedelta(minutes=minutes, seconds=seconds)
+    midnight = datetime.combine(s.first, time(0), s.availability.zone).astimezone(UTC)
+    instant = midnight + timedelta(minutes=minutes, seconds=seconds)
     asked = instant.astimezone(s.availability.zone) if local else instant
     try:
         answer = check_offered(s.availability, asked, s.now)
@@ -531,8 +600,7 @@ def test_check_offered_on_any_instant_agrees_with_covers_or_names_a_reason(
     assert s.earliest <= answer <= s.latest
 
 
-@PROPERTY
-@given(scenarios())
+@properties
 def test_no_wall_time_appears_twice_in_a_day(s: Scenario) -> None:
     for day in range(s.last.toordinal() - s.first.toordinal() + 1):
         local = s.first + timedelta(days=day)
