@@ -116,7 +116,10 @@ def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
             # so it must still end by the close, and the next start must not fall inside it.
             if instant is not None and (busy_until is None or instant >= busy_until):
                 end = instant + slot
-                if end.astimezone(zone).replace(tzinfo=None) <= close:
+                # Read its last moment on the wall clock: an end that coincides with a jump
+                # forward shows the later wall time although it is the same instant.
+                last = end - timedelta(microseconds=1)
+                if last.astimezone(zone).replace(tzinfo=None) < close:
                     yield instant
                     busy_until = end
             wall += step
@@ -172,6 +175,7 @@ def calendar(
 
 def covers(availability: Availability, start: datetime) -> bool:
     """Whether `start` is a slot start of the doctor's hours (notice and horizon aside)."""
+    start = start.astimezone(UTC)
     return start in set(day_starts(availability, availability.local_day(start)))
 
 

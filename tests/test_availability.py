@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -119,7 +119,7 @@ def _clock(point: int) -> time:
     return time(0) if point == DAY else time(point * GRID // 60, point * GRID % 60)
 
 
-def _intervals(points: Iterable[int]) -> tuple[Interval, ...]:
+def _intervals(points: Sequence[int]) -> tuple[Interval, ...]:
     """Sorted distinct grid points paired up as (start, end): ordered, non-overlapping."""
     ordered = sorted(points)[: len(points) // 2 * 2]
     pairs = zip(ordered[::2], ordered[1::2], strict=True)
@@ -131,10 +131,10 @@ def _grid(hours: float) -> int:
 
 
 # 0-3 intervals a day on a 5-minute grid, biased towards the night hours that DST moves: either
-# points anywhere (half of them drawn from 00-05h), or one interval from 00-02h to 03-08h.
+# points anywhere (half of them drawn from 00-05h), or one interval from 00-02h to 02-08h.
 POINT = st.one_of(st.integers(0, DAY), st.integers(0, _grid(5)))
 SCATTERED = st.lists(POINT, max_size=6, unique=True).map(_intervals)
-NIGHT = st.tuples(st.integers(0, _grid(2)), st.integers(_grid(3), _grid(8))).map(_intervals)
+NIGHT = st.tuples(st.integers(0, _grid(2) - 1), st.integers(_grid(2), _grid(8))).map(_intervals)
 DAY_HOURS = st.one_of(SCATTERED, NIGHT)
 # Any length, but often a usual one (left alone, hypothesis favours the 5-minute minimum).
 SLOTS = st.sampled_from([90, 60, 45, 120, 30, 20, 15, 180, 240]) | st.integers(5, 240)
@@ -181,9 +181,13 @@ class Scenario:
 
 def _overrides(first: date) -> st.SearchStrategy[tuple[Override, ...]]:
     """0-2 overrides within the first days drawn; often `first` itself given night hours."""
-    days = st.integers(0, 3).map(lambda n: first + timedelta(days=n))
-    spans = st.tuples(days, st.integers(0, 2)).map(lambda p: (p[0], p[0] + timedelta(days=p[1])))
-    anywhere = st.builds(lambda span, hours: Override(*span, hours), spans, DAY_HOURS)
+
+    def override(start: int, length: int, hours: tuple[Interval, ...]) -> Override:
+        return Override(
+            first + timedelta(days=start), first + timedelta(days=start + length), hours
+        )
+
+    anywhere = st.builds(override, st.integers(0, 3), st.integers(0, 2), DAY_HOURS)
     tonight = NIGHT.map(lambda hours: Override(first, first, hours))
     return st.one_of(tonight.map(lambda o: (o,)), st.lists(anywhere, max_size=2).map(tuple))
 
@@ -398,6 +402,12 @@ def test_an_appointment_ending_at_a_slot_start_leaves_it_free() -> None:
 
 NIGHT_BERLIN = _open(timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "06:00")))
 NIGHT_NEW_YORK = _open(timezone="America/New_York", weekly=_every_day(_span("00:00", "06:00")))
+SPANNING_THE_GAP = _open(  # on 2026-03-29, 01:30 CET + 90 min runs across the missing hour
+    timezone="Europe/Berlin", weekly=_every_day(_span("01:30", "06:00")), slot_minutes=90
+)
+PAST_THE_CLOSE = _open(  # on 2026-03-29, 01:30 CET + 90 min would end at 04:00 CEST
+    timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "03:00")), slot_minutes=90
+)
 
 
 def test_berlin_spring_forward_skips_the_missing_hour() -> None:
@@ -453,15 +463,13 @@ def test_a_slot_spanning_the_spring_forward_gap_does_not_overlap_the_next() -> N
 
 def test_a_slot_spanning_the_spring_forward_gap_still_ends_by_the_close() -> None:
     # 01:30 CET + 90 min ends at 04:00 CEST, an hour after the 03:00 close.
-    hours = _open(
-        timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "03:00")), slot_minutes=90
-    )
-    assert _walls(hours, _starts(hours, date(2026, 3, 29))) == ["00:00"]
+    assert _walls(PAST_THE_CLOSE, _starts(PAST_THE_CLOSE, date(2026, 3, 29))) == ["00:00"]
 
 
-def test_a_slot_ending_as_the_clocks_jump_is_offered_when_the_close_is_in_the_gap() -> None:
-    # 00:00-02:30 is 23:00Z-01:00Z that night: 01:00-02:00 CET (00:00Z-01:00Z) fits.
-    hours = _open(timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "02:30")))
+def test_a_slot_ending_as_the_clocks_jump_forward_is_offered() -> None:
+    # 00:00-02:00 is 23:00Z-01:00Z that night: 01:00-02:00 CET (00:00Z-01:00Z) fits exactly,
+    # though its end reads 03:00 CEST on the wall clock.
+    hours = _open(timezone="Europe/Berlin", weekly=_every_day(_span("00:00", "02:00")))
     assert _walls(hours, _starts(hours, date(2026, 3, 29))) == ["00:00", "01:00"]
 
 
@@ -469,11 +477,12 @@ def test_a_slot_ending_as_the_clocks_jump_is_offered_when_the_close_is_in_the_ga
 #
 # Each property also runs on a few fixed scenarios that straddle a clock change.
 
-SPANNING_THE_GAP = _open(
-    timezone="Europe/Berlin", weekly=_every_day(_span("01:30", "06:00")), slot_minutes=90
+SANTIAGO_NIGHTS = _open(
+    timezone="America/Santiago", weekly=_every_day(_span("00:00", "02:00"), _span("22:00", "00:00"))
 )
 FIXED = (
     Scenario(SPANNING_THE_GAP, date(2026, 3, 29), date(2026, 3, 29), NOW),
+    Scenario(PAST_THE_CLOSE, date(2026, 3, 29), date(2026, 3, 29), NOW),
     Scenario(
         _open(timezone="Australia/Lord_Howe", weekly=_every_day(_span("01:00", "05:00"))),
         date(2026, 10, 4),  # 02:00 -> 02:30
@@ -488,13 +497,12 @@ FIXED = (
         date(2026, 4, 5),
         NOW,
     ),
+    Scenario(SANTIAGO_NIGHTS, date(2026, 4, 4), date(2026, 4, 5), NOW),  # 24:00 -> 23:00
+    Scenario(SANTIAGO_NIGHTS, date(2026, 9, 5), date(2026, 9, 6), NOW),  # 24:00 -> 01:00
     Scenario(
-        _open(
-            timezone="America/Santiago",
-            weekly=_every_day(_span("00:00", "02:00"), _span("22:00", "00:00")),
-        ),
-        date(2026, 4, 4),  # 24:00 -> 23:00, then 2026-09-06 00:00 -> 01:00
-        date(2026, 4, 5),
+        _open(timezone="America/New_York", weekly=_every_day(_span("00:00", "02:00"))),
+        date(2026, 3, 8),  # 02:00 -> 03:00, just as the hours close
+        date(2026, 3, 8),
         NOW,
     ),
     Scenario(
@@ -610,3 +618,25 @@ def test_no_wall_time_appears_twice_in_a_day(s: Scenario) -> None:
         ]
         assert len(walls) == len(set(walls))
         assert all(wall.date() == local for wall in walls)
+
+
+@properties
+def test_every_start_that_fits_is_offered(s: Scenario) -> None:
+    """The whole rule: step through each interval in wall time; keep a start that exists
+    (first occurrence), whose slot stays before the close on the wall clock and does not
+    overlap the slot kept before it, and that is within notice and horizon."""
+    zone, slot, step = s.availability.zone, s.availability.slot, s.availability.step
+    expected: list[datetime] = []
+    for offset in range(s.last.toordinal() - s.first.toordinal() + 1):
+        day, busy_until = s.first + timedelta(days=offset), None
+        for interval in s.availability.intervals_on(day):
+            wall, closes = _bounds_of(interval, day)
+            while wall + slot <= closes:
+                instant = wall.replace(tzinfo=zone).astimezone(UTC)
+                last = (instant + slot - timedelta(microseconds=1)).astimezone(zone)
+                fits = last.replace(tzinfo=None) < closes
+                if _exists(wall, zone) and fits and (busy_until is None or instant >= busy_until):
+                    expected.append(instant)
+                    busy_until = instant + slot
+                wall += step
+    assert s.starts() == [start for start in expected if s.earliest <= start <= s.latest]
