@@ -3,19 +3,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import availability, events, schedules
 from hub.auth import Principal, Role, require
 from hub.availability import Availability, Slot
-from hub.bus import Bus
-from hub.db import SessionFactory
+from hub.db import SessionFactory, transaction
 from hub.errors import (
     AlreadyBooked,
     Forbidden,
@@ -29,6 +27,7 @@ from hub.errors import (
     SlotTaken,
     TooLate,
 )
+from hub.events import Relay
 from hub.holds import Hold, HoldStore, SlotHeld
 from hub.models import Appointment, AppointmentEvent, IdempotencyKey, Patient, Status
 from hub.schedules import Policy
@@ -36,9 +35,6 @@ from hub.schedules import Policy
 log = logging.getLogger("hub.booking")
 
 Clock = Callable[[], datetime]
-T = TypeVar("T")
-DEADLOCK = {1205, 1213}  # lock wait timeout, deadlock: InnoDB asks the client to retry
-ATTEMPTS = 5
 CLAIM_MS = 10_000  # how long a direct booking holds its slot while it writes
 
 
@@ -60,7 +56,7 @@ class Booking:
         self,
         sessions: SessionFactory,
         holds: HoldStore,
-        bus: Bus,
+        relay: Relay,
         *,
         hold_ttl: int = 120,
         max_holds: int = 3,
@@ -68,7 +64,7 @@ class Booking:
     ) -> None:
         self._sessions = sessions
         self._holds = holds
-        self._bus = bus
+        self._relay = relay
         self._hold_ms = hold_ttl * 1000
         self._max_holds = max_holds
         self._clock = clock
@@ -91,7 +87,7 @@ class Booking:
             if exc.holder.patient_id != caller.id:
                 raise
             return exc.holder  # holding it already: the same hold, not a second one
-        await events.slot_changed(self._bus, doctor_id, start, "held")
+        await self._announce(doctor_id, start, "held")
         return hold
 
     async def release(self, principal: Principal | None, hold_id: str) -> None:
@@ -102,7 +98,7 @@ class Booking:
             raise Forbidden("only its holder releases a hold")
         if not await self._holds.release(hold):
             raise NotFound("no such live hold")
-        await events.slot_changed(self._bus, hold.doctor_id, hold.start, "free")
+        await self._announce(hold.doctor_id, hold.start, "free")
 
     async def book(
         self,
@@ -128,10 +124,11 @@ class Booking:
         start = await self._offered(doctor_id, start)
         claim, lapsed = await self._claim(caller.id, doctor_id, start, hold)
         try:
-            row_id = await self._retrying(
+            row_id = await transaction(
+                self._sessions,
                 lambda session: self._insert(
                     session, caller, doctor_id, start, key=(idempotency_key, fingerprint)
-                )
+                ),
             )
         except SlotTaken as exc:
             if lapsed:
@@ -142,10 +139,8 @@ class Booking:
             return await self._get(await self._key_target(caller.id, idempotency_key)), True
         finally:
             await self._let_go(claim)
-        row = await self._get(row_id)
-        await events.slot_changed(self._bus, doctor_id, start, "booked")
-        await events.appointment_changed(self._bus, row, "booked")
-        return row, False
+        await self._relay.flush_quietly()
+        return await self._get(row_id), False
 
     async def reschedule(
         self,
@@ -179,9 +174,12 @@ class Booking:
         old_start = old.start_at
 
         async def move(session: AsyncSession) -> int:
+            # Lock order everywhere: the doctor's schedule, then the appointment, then the
+            # patient; so concurrent changes queue instead of deadlocking.
+            schedule = await schedules.load_row(session, doctor_id, lock=True)
             current = await session.get(Appointment, appointment_id, with_for_update=True)
             assert current is not None
-            policy = schedules.policy_of(await schedules.load_row(session, current.doctor_id))
+            policy = schedules.policy_of(schedule)
             late = late_cancel(caller, current, policy, self._clock())
             transition(current, Status.cancelled)
             current.cancel_reason = "rescheduled"
@@ -196,29 +194,21 @@ class Booking:
                     **actor(caller),
                 )
             )
+            await events.record_slot(session, doctor_id, old_start, "free")
             return await self._insert(
                 session, patient, doctor_id, start, moved_from=current.id, by=caller
             )
 
         try:
-            new_id = await self._retrying(move)
+            new_id = await transaction(self._sessions, move)
         except SlotTaken as exc:
             if lapsed:
                 raise HoldExpired("your hold expired and the slot was taken") from exc
             raise
         finally:
             await self._let_go(claim)
-        row = await self._get(new_id)
-        await events.slot_changed(self._bus, doctor_id, old_start, "free")
-        await events.slot_changed(self._bus, doctor_id, start, "booked")
-        await events.appointment_changed(
-            self._bus,
-            row,
-            "rescheduled",
-            previous_id=appointment_id,
-            previous_start=events.utc_text(old_start),
-        )
-        return row
+        await self._relay.flush_quietly()
+        return await self._get(new_id)
 
     async def calendar(
         self, doctor_id: int, first: date, last: date
@@ -265,10 +255,25 @@ class Booking:
         """Announce the holds that lapsed (any process may run this); how many there were."""
         lapsed = await self._holds.sweep()
         for hold in lapsed:
-            async with self._sessions() as session:
-                state = "booked" if await _booked(session, hold.doctor_id, hold.start) else "free"
-            await events.slot_changed(self._bus, hold.doctor_id, hold.start, state)
+
+            async def announce(session: AsyncSession, hold: Hold = hold) -> None:
+                await schedules.load_row(session, hold.doctor_id, lock=True)
+                booked = await _booked(session, hold.doctor_id, hold.start)
+                await events.record_slot(
+                    session, hold.doctor_id, hold.start, "booked" if booked else "free"
+                )
+
+            await transaction(self._sessions, announce)
+        if lapsed:
+            await self._relay.flush_quietly()
         return len(lapsed)
+
+    async def _announce(self, doctor_id: int, start: datetime, state: str) -> None:
+        async def record(session: AsyncSession) -> None:
+            await events.record_slot(session, doctor_id, start, state)
+
+        await transaction(self._sessions, record)
+        await self._relay.flush_quietly()
 
     async def _offered(self, doctor_id: int, start: datetime) -> datetime:
         async with self._sessions() as session:
@@ -306,17 +311,6 @@ class Booking:
         except HoldsUnavailable as exc:
             log.warning("hold not released (it lapses by itself): %s", exc.detail)
 
-    async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._sessions.begin() as session:
-                    return await work(session)
-            except OperationalError as exc:
-                if _errno(exc) not in DEADLOCK or attempt == ATTEMPTS:
-                    raise
-                log.info("retrying after InnoDB error %s", _errno(exc))
-        raise AssertionError("unreachable")
-
     async def _insert(
         self,
         session: AsyncSession,
@@ -328,10 +322,11 @@ class Booking:
         moved_from: int | None = None,
         by: Principal | None = None,
     ) -> int:
-        # The patient's row lock serialises their own bookings, so the one-per-doctor rule
-        # cannot be raced; the schedule's shared lock keeps the hours still until commit.
+        # The schedule's lock keeps the hours still until commit and orders the doctor's
+        # versions; the patient's serialises their own bookings, so the one-per-doctor rule
+        # cannot be raced. Lock order everywhere: schedule, appointment, patient.
+        row = await schedules.load_row(session, doctor_id, lock=True)
         await session.get(Patient, patient.id, with_for_update=True)
-        row = await schedules.load_row(session, doctor_id, share=True)
         hours, policy = schedules.availability_of(row), schedules.policy_of(row)
         availability.check_offered(hours, start, self._clock())
         end = start + hours.slot
@@ -361,6 +356,10 @@ class Booking:
                 **actor(by or patient),
             )
         )
+        await events.record_slot(session, doctor_id, start, "booked")
+        extra = {"previous_id": moved_from} if moved_from else {}
+        event = "rescheduled" if moved_from else "booked"
+        await events.record_appointment(session, appointment, event, **extra)
         idempotency_key, fingerprint = key
         if idempotency_key is not None:
             session.add(
@@ -523,8 +522,3 @@ def late_cancel(caller: Principal, row: Appointment, policy: Policy, now: dateti
         hours = policy.cancel_cutoff_minutes / 60
         raise TooLate(f"appointments can be cancelled up to {hours:g} hours before they start")
     return True
-
-
-def _errno(exc: OperationalError) -> int | None:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None

@@ -1,60 +1,158 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 log = logging.getLogger("hub.bus")
 
 Message = dict[str, Any]
+Sink = Callable[[Message], None]
+
+
+def slot_channel(doctor_id: int) -> str:
+    return f"doctor:{doctor_id}:slots"
 
 
 class Bus(Protocol):
     async def publish(self, channel: str, message: Message) -> None: ...
 
+    async def subscribe(self, channel: str, sink: Sink) -> None: ...
+
+    async def unsubscribe(self, channel: str, sink: Sink) -> None: ...
+
+
+class Fanout:
+    """The sinks of one process, by channel: one upstream subscription per channel however
+    many connections watch it."""
+
+    def __init__(self) -> None:
+        self.sinks: dict[str, set[Sink]] = {}
+
+    def add(self, channel: str, sink: Sink) -> bool:
+        """Register; True when this is the channel's first sink."""
+        sinks = self.sinks.setdefault(channel, set())
+        sinks.add(sink)
+        return len(sinks) == 1
+
+    def remove(self, channel: str, sink: Sink) -> bool:
+        """Unregister; True when the channel has no sink left."""
+        sinks = self.sinks.get(channel)
+        if sinks is None:
+            return False
+        sinks.discard(sink)
+        if sinks:
+            return False
+        del self.sinks[channel]
+        return True
+
+    def deliver(self, channel: str, message: Message) -> None:
+        for sink in tuple(self.sinks.get(channel, ())):
+            try:
+                sink(message)
+            except Exception:  # one broken sink must not starve the others
+                log.exception("sink on %s failed", channel)
+
+
+class MemoryBus:
+    """The in-process twin of RedisBus for the embedded default."""
+
+    def __init__(self) -> None:
+        self._fanout = Fanout()
+
+    async def publish(self, channel: str, message: Message) -> None:
+        self._fanout.deliver(channel, message)
+
+    async def subscribe(self, channel: str, sink: Sink) -> None:
+        self._fanout.add(channel, sink)
+
+    async def unsubscribe(self, channel: str, sink: Sink) -> None:
+        self._fanout.remove(channel, sink)
+
+    async def close(self) -> None:
+        return None
+
 
 class RedisBus:
-    """Publishes JSON messages on Redis pub/sub channels, so every hub process sees them."""
+    """Pub/sub across processes on Redis: one subscription per channel per process, fanned
+    out in-process. Redis pub/sub is at-most-once: slot events carry a version, and a viewer
+    that sees a gap recovers the missed events from the outbox (hub.events.replay)."""
 
     def __init__(self, redis: Redis, timeout: float, prefix: str = "hub:") -> None:
         self._redis = redis
         self._timeout = timeout
         self._prefix = prefix
+        self._fanout = Fanout()
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        async with asyncio.timeout(self._timeout):
+            return await awaitable
 
     async def publish(self, channel: str, message: Message) -> None:
-        try:
-            async with asyncio.timeout(self._timeout):
-                await self._redis.publish(self._prefix + channel, json.dumps(message))
-        except (RedisError, TimeoutError, OSError) as exc:
-            # The change is already committed; a lost event is recovered from the database.
-            log.warning("publish on %s failed: %r", channel, exc)
+        await self._call(self._redis.publish(self._prefix + channel, json.dumps(message)))
 
+    async def subscribe(self, channel: str, sink: Sink) -> None:
+        async with self._lock:
+            if self._fanout.add(channel, sink):
+                pubsub = await self._listening()
+                await self._call(pubsub.subscribe(self._prefix + channel))
 
-class MemoryBus:
-    """The in-process twin of RedisBus: bounded queues per subscriber, one process."""
+    async def unsubscribe(self, channel: str, sink: Sink) -> None:
+        async with self._lock:
+            if self._fanout.remove(channel, sink) and self._pubsub is not None:
+                with contextlib.suppress(RedisError, TimeoutError, OSError):
+                    await self._call(self._pubsub.unsubscribe(self._prefix + channel))
 
-    def __init__(self) -> None:
-        self._subscribers: dict[str, set[asyncio.Queue[Message]]] = {}
+    async def _listening(self) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._reader = asyncio.create_task(self._read(), name="hub-bus-reader")
+        return self._pubsub
 
-    def subscribe(self, channel: str, maxsize: int = 1000) -> asyncio.Queue[Message]:
-        queue: asyncio.Queue[Message] = asyncio.Queue(maxsize)
-        self._subscribers.setdefault(channel, set()).add(queue)
-        return queue
-
-    def unsubscribe(self, channel: str, queue: asyncio.Queue[Message]) -> None:
-        queues = self._subscribers.get(channel)
-        if queues is not None:
-            queues.discard(queue)
-            if not queues:
-                del self._subscribers[channel]
-
-    async def publish(self, channel: str, message: Message) -> None:
-        for queue in self._subscribers.get(channel, ()):
-            if queue.full():
-                log.warning("subscriber on %s is full; event dropped", channel)
+    async def _read(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                if not self._pubsub.subscribed:
+                    await asyncio.sleep(0.05)
+                    continue
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                log.warning("bus reader lost Redis (%r); resubscribing", exc)
+                await asyncio.sleep(0.5)
+                await self._resubscribe()
                 continue
-            queue.put_nowait(message)
+            if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"].decode()[len(self._prefix) :]
+            self._fanout.deliver(channel, json.loads(message["data"]))
+
+    async def _resubscribe(self) -> None:
+        # After an outage the pub/sub connection is new: subscribe again to every channel
+        # with local sinks. What was published meanwhile is recovered by `replay`.
+        assert self._pubsub is not None
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await self._pubsub.reset()
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            channels = [self._prefix + channel for channel in self._fanout.sinks]
+            if channels:
+                await self._call(self._pubsub.subscribe(*channels))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -9,10 +11,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 
 def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
@@ -89,3 +93,24 @@ async def schema_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
+
+
+DEADLOCK = {1205, 1213}  # lock wait timeout, deadlock: InnoDB asks the client to retry
+ATTEMPTS = 5
+log = logging.getLogger("hub.db")
+
+
+async def transaction(sessions: SessionFactory, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction, again (up to 5 times) when InnoDB answers with a
+    deadlock or a lock wait timeout; anything else propagates."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with sessions.begin() as session:
+                return await work(session)
+        except OperationalError as exc:
+            args = getattr(exc.orig, "args", ())
+            errno = args[0] if args and isinstance(args[0], int) else None
+            if errno not in DEADLOCK or attempt == ATTEMPTS:
+                raise
+            log.info("retrying after InnoDB error %s", errno)
+    raise AssertionError("unreachable")

@@ -1,42 +1,162 @@
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.bus import Bus
-from hub.models import Appointment
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.bus import Bus, slot_channel
+from hub.db import SessionFactory
+from hub.errors import NotFound
+from hub.models import Appointment, OutboxEvent, Patient, Schedule
+
+log = logging.getLogger("hub.events")
+KEEP = 1000  # slot events replayable per doctor, at least
+STALE = timedelta(seconds=3)  # a claim older than this was made by a process that died
 
 
 def utc_text(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def slot_channel(doctor_id: int) -> str:
-    return f"doctor:{doctor_id}:slots"
+def feed_channel(role: str, id_: int) -> str:
+    return f"{role}:{id_}:appointments"
 
 
-def feed_channels(row: Appointment) -> tuple[str, str]:
-    return f"doctor:{row.doctor_id}:appointments", f"patient:{row.patient_id}:appointments"
+async def record_slot(session: AsyncSession, doctor_id: int, start: datetime, state: str) -> int:
+    """Write, in the caller's transaction, that a slot of a doctor is now free, held or
+    booked; the doctor's version rises by one. Call with the doctor's schedule row locked
+    (or let this lock it): versions then follow commit order exactly."""
+    schedule = await session.get(Schedule, doctor_id, with_for_update=True)
+    if schedule is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    schedule.version += 1
+    message = {
+        "type": "slot",
+        "doctor_id": doctor_id,
+        "start": utc_text(start),
+        "state": state,
+        "version": schedule.version,
+    }
+    session.add(
+        OutboxEvent(
+            channel=slot_channel(doctor_id),
+            doctor_id=doctor_id,
+            version=schedule.version,
+            payload=message,
+        )
+    )
+    return schedule.version
 
 
-async def slot_changed(bus: Bus, doctor_id: int, start: datetime, state: str) -> None:
-    """Tell every viewer of a doctor that one slot is now free, held or booked (no identity)."""
-    message = {"type": "slot", "doctor_id": doctor_id, "start": utc_text(start), "state": state}
-    await bus.publish(slot_channel(doctor_id), message)
-
-
-async def appointment_changed(bus: Bus, row: Appointment, event: str, **extra: Any) -> None:
-    """Tell the appointment's doctor and patient what happened to it (after commit)."""
+async def record_appointment(
+    session: AsyncSession, row: Appointment, event: str, **extra: Any
+) -> None:
+    """Write, in the caller's transaction, what happened to an appointment, for its doctor's
+    and its patient's feeds (the doctor dashboard's push feed)."""
+    patient = await session.get(Patient, row.patient_id)
+    assert patient is not None
     message = {
         "type": "appointment",
         "event": event,
         "appointment_id": row.id,
         "doctor_id": row.doctor_id,
         "patient_id": row.patient_id,
-        "patient_name": f"{row.patient.first_name} {row.patient.last_name}",
+        "patient_name": f"{patient.first_name} {patient.last_name}",
         "start": utc_text(row.start_at),
         "status": row.status.value,
         **extra,
     }
-    for channel in feed_channels(row):
-        await bus.publish(channel, message)
+    for channel in (feed_channel("doctor", row.doctor_id), feed_channel("patient", row.patient_id)):
+        session.add(OutboxEvent(channel=channel, payload=message))
+
+
+async def replay(
+    sessions: SessionFactory, doctor_id: int, since: int
+) -> list[dict[str, Any]] | None:
+    """The slot events of a doctor after version `since`, in order; None when some of them
+    are no longer kept (the viewer needs a snapshot)."""
+    async with sessions() as session:
+        current = await current_version(session, doctor_id)
+        if since >= current:
+            return []
+        rows = (
+            await session.scalars(
+                select(OutboxEvent.payload)
+                .where(OutboxEvent.doctor_id == doctor_id, OutboxEvent.version > since)
+                .order_by(OutboxEvent.version)
+                .limit(KEEP + 1)
+            )
+        ).all()
+    if len(rows) != current - since or rows[0]["version"] != since + 1:
+        return None
+    return [dict(row) for row in rows]
+
+
+async def current_version(session: AsyncSession, doctor_id: int) -> int:
+    version = await session.scalar(select(Schedule.version).where(Schedule.doctor_id == doctor_id))
+    if version is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    return version
+
+
+class Relay:
+    """Publishes committed outbox events on the bus. The process that committed calls
+    `flush` at once; every process also flushes on a timer, which publishes what a process
+    that died between commit and publish left behind. A claim decides who publishes."""
+
+    def __init__(self, sessions: SessionFactory, bus: Bus) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self._lock = asyncio.Lock()
+
+    async def flush(self) -> int:
+        """Publish every pending event, oldest first; how many this call published."""
+        async with self._lock:
+            token = secrets.token_hex(16)
+            now = datetime.now(UTC)
+            pending = (OutboxEvent.published_at.is_(None)) & (
+                OutboxEvent.claimed_at.is_(None) | (OutboxEvent.claimed_at < now - STALE)
+            )
+            async with self._sessions.begin() as session:
+                ids = (
+                    await session.scalars(
+                        select(OutboxEvent.id).where(pending).order_by(OutboxEvent.id).limit(500)
+                    )
+                ).all()
+                if not ids:
+                    return 0
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(ids), pending)
+                    .values(claimed_at=now, claimed_by=token)
+                )
+            async with self._sessions() as session:
+                claimed = (
+                    await session.execute(
+                        select(OutboxEvent.id, OutboxEvent.channel, OutboxEvent.payload)
+                        .where(OutboxEvent.claimed_by == token)
+                        .order_by(OutboxEvent.id)
+                    )
+                ).all()
+            for _id, channel, payload in claimed:
+                await self._bus.publish(channel, payload)
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.claimed_by == token)
+                    .values(published_at=datetime.now(UTC))
+                )
+            return len(claimed)
+
+    async def flush_quietly(self) -> None:
+        """Flush, logging instead of raising: the change is committed whatever happens here,
+        and the timer publishes it later."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("publishing events failed (the relay retries): %r", exc)

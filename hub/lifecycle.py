@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub import availability, events, schedules
 from hub.auth import Principal, Role, require
 from hub.booking import Clock, actor, late_cancel, transition, utcnow
-from hub.bus import Bus
-from hub.db import SessionFactory
+from hub.db import SessionFactory, transaction
 from hub.errors import Forbidden, InvalidTransition, NotFound
+from hub.events import Relay
 from hub.models import Appointment, AppointmentEvent, Status
 
 
@@ -27,9 +27,9 @@ class Lifecycle:
     """What happens to an appointment after it is booked: cancel, complete, no-show; its
     history; the listings. Every change is recorded and published after commit."""
 
-    def __init__(self, sessions: SessionFactory, bus: Bus, clock: Clock = utcnow) -> None:
+    def __init__(self, sessions: SessionFactory, relay: Relay, clock: Clock = utcnow) -> None:
         self._sessions = sessions
-        self._bus = bus
+        self._relay = relay
         self._clock = clock
 
     async def cancel(
@@ -38,49 +38,75 @@ class Lifecycle:
         """Cancel a scheduled appointment: its patient (within the doctor's cutoff policy),
         its doctor or an admin. The slot is free again at once."""
         caller = require(principal)
-        async with self._sessions.begin() as session:
+        doctor_id = await self._doctor_of(appointment_id)
+
+        async def work(session: AsyncSession) -> Appointment:
+            schedule = await schedules.load_row(session, doctor_id, lock=True)
             row = await self._locked(session, appointment_id)
             if not _involved(caller, row):
                 raise Forbidden("you may not cancel this appointment")
-            policy = schedules.policy_of(await schedules.load_row(session, row.doctor_id))
             if row.status is Status.scheduled:
+                policy = schedules.policy_of(schedule)
                 row.late_cancel = late_cancel(caller, row, policy, self._clock())
             self._change(session, caller, row, Status.cancelled, reason)
             row.cancel_reason = reason
-        await events.slot_changed(self._bus, row.doctor_id, row.start_at, "free")
-        await events.appointment_changed(self._bus, row, "cancelled", late=row.late_cancel)
+            await events.record_slot(session, row.doctor_id, row.start_at, "free")
+            await events.record_appointment(session, row, "cancelled", late=row.late_cancel)
+            return row
+
+        row = await transaction(self._sessions, work)
+        await self._relay.flush_quietly()
         return row
 
     async def complete(self, principal: Principal | None, appointment_id: int) -> Appointment:
         """Mark an appointment completed: its doctor, at or after its start."""
         caller = require(principal, Role.doctor)
-        async with self._sessions.begin() as session:
+
+        async def work(session: AsyncSession) -> Appointment:
             row = await self._locked(session, appointment_id)
             if row.doctor_id != caller.id:
                 raise Forbidden("only the appointment's doctor may complete it")
             if row.status is Status.scheduled and row.start_at > self._clock():
                 raise InvalidTransition("an appointment cannot be completed before it starts")
             self._change(session, caller, row, Status.completed, None)
-        await events.appointment_changed(self._bus, row, "completed")
+            await events.record_appointment(session, row, "completed")
+            return row
+
+        row = await transaction(self._sessions, work)
+        await self._relay.flush_quietly()
         return row
 
     async def no_show(self, principal: Principal | None, appointment_id: int) -> Appointment:
         """Mark that the patient did not come: its doctor, after start + the grace period."""
         caller = require(principal, Role.doctor)
-        async with self._sessions.begin() as session:
+        doctor_id = await self._doctor_of(appointment_id)
+
+        async def work(session: AsyncSession) -> Appointment:
+            schedule = await schedules.load_row(session, doctor_id)
             row = await self._locked(session, appointment_id)
             if row.doctor_id != caller.id:
                 raise Forbidden("only the appointment's doctor may mark a no-show")
-            policy = schedules.policy_of(await schedules.load_row(session, row.doctor_id))
-            grace = timedelta(minutes=policy.no_show_grace_minutes)
-            if row.status is Status.scheduled and self._clock() < row.start_at + grace:
-                minutes = policy.no_show_grace_minutes
-                raise InvalidTransition(
-                    f"a no-show can be marked {minutes} minutes after the start"
-                )
+            minutes = schedules.policy_of(schedule).no_show_grace_minutes
+            if row.status is Status.scheduled and self._clock() < row.start_at + timedelta(
+                minutes=minutes
+            ):
+                raise InvalidTransition(f"a no-show can be marked {minutes} min after the start")
             self._change(session, caller, row, Status.no_show, None)
-        await events.appointment_changed(self._bus, row, "no_show")
+            await events.record_appointment(session, row, "no_show")
+            return row
+
+        row = await transaction(self._sessions, work)
+        await self._relay.flush_quietly()
         return row
+
+    async def _doctor_of(self, appointment_id: int) -> int:
+        async with self._sessions() as session:
+            doctor_id = await session.scalar(
+                select(Appointment.doctor_id).where(Appointment.id == appointment_id)
+            )
+        if doctor_id is None:
+            raise NotFound(f"appointment {appointment_id} not found")
+        return doctor_id
 
     async def history(
         self, principal: Principal | None, appointment_id: int

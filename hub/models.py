@@ -181,6 +181,7 @@ class Schedule(Base):
     allow_late_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
     one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True)
     no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    version: Mapped[int] = mapped_column(Integer, default=0)  # of the doctor's slot states
     weekly: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON)
     overrides: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -215,3 +216,21 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OutboxEvent(Base):
+    """An event written in the transaction that caused it and published after commit; a relay
+    in every process publishes what a dead process left behind."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("doctor_id", "version", name="uq_outbox_doctor_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    doctor_id: Mapped[int | None] = mapped_column(Integer, default=None)  # set: a slot event
+    version: Mapped[int | None] = mapped_column(Integer, default=None)  # the doctor's, per change
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)

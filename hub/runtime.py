@@ -15,6 +15,7 @@ from hub.booking import Booking
 from hub.bus import Bus, MemoryBus, RedisBus
 from hub.config import Settings
 from hub.db import SessionFactory, create_engine, session_factory
+from hub.events import Relay
 from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
 
@@ -34,6 +35,7 @@ class Hub:
     bus: Bus
     booking: Booking
     lifecycle: Lifecycle
+    relay: Relay
     redis: Redis | None
 
 
@@ -43,7 +45,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     engine = create_engine(settings.database_url)
     redis: Redis | None = None
     holds: HoldStore
-    bus: Bus
+    bus: RedisBus | MemoryBus
     if settings.redis_url:
         redis = Redis.from_url(
             settings.redis_url,
@@ -61,10 +63,11 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         engine.url.render_as_string(hide_password=True),
         "Redis" if redis else "in-process",
     )
+    relay = Relay(sessions, bus)
     booking = Booking(
-        sessions, holds, bus, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
+        sessions, holds, relay, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
     )
-    sweeper = asyncio.create_task(_sweep(booking), name="hub-hold-sweeper")
+    sweeper = asyncio.create_task(_sweep(booking, relay), name="hub-sweeper")
     try:
         yield Hub(
             settings=settings,
@@ -75,24 +78,28 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             holds=holds,
             bus=bus,
             booking=booking,
-            lifecycle=Lifecycle(sessions, bus),
+            lifecycle=Lifecycle(sessions, relay),
+            relay=relay,
             redis=redis,
         )
     finally:
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+        await bus.close()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
 
 
-async def _sweep(booking: Booking, every: float = 0.5) -> None:
+async def _sweep(booking: Booking, relay: Relay, every: float = 0.5) -> None:
     # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
-    # so a slot turns free for its viewers even when the process that made the hold has died.
+    # so a slot turns free for its viewers even when the process that made the hold has died;
+    # and the relay publishes events a dead process committed but never published.
     while True:
         await asyncio.sleep(every)
         try:
             await booking.sweep()
         except Exception as exc:  # the sweeper outlives a Redis or database outage
             log.warning("hold sweep failed: %r", exc)
+        await relay.flush_quietly()

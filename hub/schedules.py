@@ -89,18 +89,19 @@ def row_fields(availability: Availability) -> dict[str, Any]:
 # fmt: on
 
 
-async def load_row(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Schedule:
-    """A doctor's schedule row. `share` holds a shared lock on it until the transaction ends,
-    so the hours a booking was checked against cannot change before it commits."""
-    row = await session.get(Schedule, doctor_id, with_for_update={"read": True} if share else None)
+async def load_row(session: AsyncSession, doctor_id: int, *, lock: bool = False) -> Schedule:
+    """A doctor's schedule row. `lock` holds it until the transaction ends, so the hours a
+    booking was checked against cannot change before it commits, and the doctor's event
+    versions follow commit order."""
+    row = await session.get(Schedule, doctor_id, with_for_update=lock or None)
     if row is None:
         raise NotFound(f"doctor {doctor_id} not found")
     return row
 
 
-async def load(session: AsyncSession, doctor_id: int, *, share: bool = False) -> Availability:
-    """A doctor's availability (see load_row)."""
-    return availability_of(await load_row(session, doctor_id, share=share))
+async def load(session: AsyncSession, doctor_id: int) -> Availability:
+    """A doctor's availability."""
+    return availability_of(await load_row(session, doctor_id))
 
 
 def _may_edit(principal: Principal | None, doctor_id: int) -> None:

@@ -25,6 +25,7 @@ BACKENDS = ["embedded", *(["mariadb"] if MARIADB_URL and REDIS_URL else [])]
 SECRET = "test-secret-key-that-is-long-enough-for-hs256-000"
 PASSWORD = "correct horse battery"
 TABLES = (
+    "outbox",
     "appointment_events",
     "idempotency_keys",
     "appointments",

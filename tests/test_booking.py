@@ -95,9 +95,12 @@ class SlotFeed:
         if self._backend == "embedded":
             bus = self._client.app.state.hub.bus  # type: ignore[attr-defined]
             assert isinstance(bus, MemoryBus)
-            queue = bus.subscribe(channel)
-            self._closers.append(lambda: bus.unsubscribe(channel, queue))
-            self._read = queue.get_nowait
+            seen: list[dict[str, Any]] = []
+            portal = self._client.portal  # the app's own loop
+            assert portal is not None
+            portal.call(bus.subscribe, channel, seen.append)
+            self._closers.append(lambda: portal.call(bus.unsubscribe, channel, seen.append))
+            self._read = lambda: seen.pop(0)
             return
         client = redis.Redis.from_url(os.environ["HUB_TEST_REDIS_URL"])
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
@@ -476,6 +479,7 @@ def test_a_booking_announces_the_slot_as_booked(world: World, slot_feed: SlotFee
         "doctor_id": doctor.id,
         "start": iso(slot(10)),
         "state": "booked",
+        "version": 1,
     }
 
 
@@ -489,4 +493,5 @@ def test_a_cancel_announces_the_slot_as_free(world: World, slot_feed: SlotFeed) 
         "doctor_id": doctor.id,
         "start": iso(slot(10)),
         "state": "free",
+        "version": 2,
     }
