@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from hub import db
+from hub import db, ws
 from hub.api import accounts, appointments, docs, schedules, specializations
 from hub.api.endpoint import Endpoint, http_error, server_error
 from hub.config import Settings
@@ -67,10 +67,12 @@ def create_app(settings: Settings) -> Starlette:
         await prepare_schema(settings)
         async with open_hub(settings) as hub:
             app.state.hub = hub
+            app.state.ws_sessions = ws.Registry()
             yield
 
     routes: list[BaseRoute] = [endpoint.route() for endpoint in ENDPOINTS]
     routes += docs.routes(ENDPOINTS)
+    routes.append(WebSocketRoute("/ws", ws.endpoint))
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
     middleware = []

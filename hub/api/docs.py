@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from hub import __version__
+from hub import __version__, asyncapi
 from hub.api.endpoint import Endpoint
 from hub.schemas import ErrorOut
 
@@ -150,6 +150,11 @@ def routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
     async def openapi_json(request: Request) -> JSONResponse:
         return JSONResponse(document)
 
+    asyncapi_document = asyncapi.document()
+
+    async def asyncapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(asyncapi_document)
+
     async def docs(request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE)
 
@@ -161,6 +166,7 @@ def routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
     assets = Path(spec.origin).parent / "static"
     return [
         Route("/openapi.json", openapi_json, include_in_schema=False),
+        Route("/asyncapi.json", asyncapi_json, include_in_schema=False),
         Route("/docs", docs, include_in_schema=False),
         Route("/docs/init.js", init, include_in_schema=False),
         Mount("/docs/static", StaticFiles(directory=assets), name="swagger"),

@@ -8,9 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub import schedules
 from hub.api.endpoint import Call, Endpoint, Param
-from hub.auth import Role
+from hub.auth import Principal, Role
 from hub.availability import WEEKDAYS, Availability, Interval, Override
 from hub.errors import InvalidInput
+from hub.runtime import Hub
 from hub.schemas import (
     AvailabilityIn,
     CalendarOut,
@@ -128,9 +129,13 @@ def _inside(start: datetime, low: date | datetime, high: date | datetime) -> boo
     return after_low and (not isinstance(high, datetime) or start < high)
 
 
-async def doctor_slots(call: Call) -> CalendarOut:
-    window = call.query(WindowQuery)
-    low, high = _bound("from", window.first), _bound("to", window.last)
+async def calendar_view(
+    hub: Hub, principal: Principal | None, doctor_id: int, first_text: str, last_text: str
+) -> CalendarOut:
+    """Every offered slot of a doctor between `from` and `to` (dates in the doctor's zone,
+    `to` inclusive, or ISO instants, `to` exclusive; at most 31 days) with its state; who
+    booked is shown only to that patient, the doctor and admins."""
+    low, high = _bound("from", first_text), _bound("to", last_text)
     backwards = high <= low if both_instants(low, high) else _day(high) < _day(low)
     if backwards:
         raise InvalidInput("to is before from", [{"field": "to", "message": "before from"}])
@@ -140,9 +145,7 @@ async def doctor_slots(call: Call) -> CalendarOut:
             f"at most {MAX_DAYS} days at a time",
             [{"field": "to", "message": f"at most {MAX_DAYS} days after from"}],
         )
-    doctor_id = call.path_int("id")
-    hours, slots, active = await call.hub.booking.calendar(doctor_id, _day(low, -1), _day(high, 1))
-    caller = call.principal
+    hours, slots, active = await hub.booking.calendar(doctor_id, _day(low, -1), _day(high, 1))
     out = []
     for slot in slots:
         if not _inside(slot.start, low, high):
@@ -150,11 +153,11 @@ async def doctor_slots(call: Call) -> CalendarOut:
         row = active.get(slot.start)
         seen = (
             row is not None
-            and caller is not None
+            and principal is not None
             and (
-                caller.role is Role.admin
-                or caller.is_(Role.doctor, row.doctor_id)
-                or caller.is_(Role.patient, row.patient_id)
+                principal.role is Role.admin
+                or principal.is_(Role.doctor, row.doctor_id)
+                or principal.is_(Role.patient, row.patient_id)
             )
         )
         out.append(
@@ -167,6 +170,13 @@ async def doctor_slots(call: Call) -> CalendarOut:
             )
         )
     return CalendarOut(doctor_id=doctor_id, timezone=hours.timezone, slots=out)
+
+
+async def doctor_slots(call: Call) -> CalendarOut:
+    window = call.query(WindowQuery)
+    return await calendar_view(
+        call.hub, call.principal, call.path_int("id"), window.first, window.last
+    )
 
 
 ENDPOINTS = [
