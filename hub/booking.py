@@ -62,7 +62,7 @@ class Booking:
         max_holds: int = 3,
         clock: Clock = utcnow,
     ) -> None:
-        self._sessions = sessions
+        self.sessions = self._sessions = sessions
         self._holds = holds
         self._relay = relay
         self._hold_ms = hold_ttl * 1000

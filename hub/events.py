@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.bus import Bus, slot_channel
@@ -102,6 +102,28 @@ async def current_version(session: AsyncSession, doctor_id: int) -> int:
     if version is None:
         raise NotFound(f"doctor {doctor_id} not found")
     return version
+
+
+async def prune(sessions: SessionFactory, keep: int = KEEP) -> None:
+    """Forget published slot events beyond the last `keep` of each doctor, and published
+    feed events older than a day. A viewer further behind gets a snapshot instead."""
+    newest = (
+        select(Schedule.version).where(Schedule.doctor_id == OutboxEvent.doctor_id)
+    ).scalar_subquery()
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    async with sessions.begin() as session:
+        await session.execute(
+            delete(OutboxEvent).where(
+                OutboxEvent.published_at.is_not(None),
+                OutboxEvent.doctor_id.is_not(None),
+                OutboxEvent.version <= newest - keep,
+            )
+        )
+        await session.execute(
+            delete(OutboxEvent).where(
+                OutboxEvent.published_at < day_ago, OutboxEvent.doctor_id.is_(None)
+            )
+        )
 
 
 class Relay:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub import events
 from hub.auth import Passwords, Tokens
 from hub.booking import Booking
 from hub.bus import Bus, MemoryBus, RedisBus
@@ -96,10 +98,15 @@ async def _sweep(booking: Booking, relay: Relay, every: float = 0.5) -> None:
     # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
     # so a slot turns free for its viewers even when the process that made the hold has died;
     # and the relay publishes events a dead process committed but never published.
-    while True:
+    for tick in itertools.count(1):
         await asyncio.sleep(every)
         try:
             await booking.sweep()
         except Exception as exc:  # the sweeper outlives a Redis or database outage
             log.warning("hold sweep failed: %r", exc)
         await relay.flush_quietly()
+        if tick % 600 == 0:  # every five minutes
+            try:
+                await events.prune(booking.sessions)
+            except Exception as exc:
+                log.warning("pruning the outbox failed: %r", exc)
