@@ -122,7 +122,8 @@ class Booking:
             if replay is not None:
                 return replay, True
         start = await self._offered(doctor_id, start)
-        claim, lapsed = await self._claim(caller.id, doctor_id, start, hold)
+        claim, kept, lapsed = await self._claim(caller.id, doctor_id, start, hold)
+        done = False
         try:
             row_id = await transaction(
                 self._sessions,
@@ -130,6 +131,7 @@ class Booking:
                     session, caller, doctor_id, start, key=(idempotency_key, fingerprint)
                 ),
             )
+            done = True
         except SlotTaken as exc:
             if lapsed:
                 raise HoldExpired("your hold expired and the slot was taken") from exc
@@ -138,7 +140,8 @@ class Booking:
             assert idempotency_key is not None
             return await self._get(await self._key_target(caller.id, idempotency_key)), True
         finally:
-            await self._let_go(claim)
+            if done or not kept:  # a failed booking leaves the patient's own hold in place
+                await self._let_go(claim)
         await self._relay.flush_quietly()
         return await self._get(row_id), False
 
@@ -170,7 +173,8 @@ class Booking:
                 [{"field": "hold_id", "message": "the hold is for another doctor"}],
             )
         start = await self._offered(doctor_id, start)
-        claim, lapsed = await self._claim(old.patient_id, doctor_id, start, hold)
+        claim, kept, lapsed = await self._claim(old.patient_id, doctor_id, start, hold)
+        done = False
         old_start = old.start_at
 
         async def move(session: AsyncSession) -> int:
@@ -179,8 +183,9 @@ class Booking:
             schedule = await schedules.load_row(session, doctor_id, lock=True)
             current = await session.get(Appointment, appointment_id, with_for_update=True)
             assert current is not None
-            policy = schedules.policy_of(schedule)
-            late = late_cancel(caller, current, policy, self._clock())
+            if current.status is not Status.scheduled:
+                transition(current, Status.cancelled)  # raises InvalidTransition
+            late = late_cancel(caller, current, schedules.policy_of(schedule), self._clock())
             transition(current, Status.cancelled)
             current.cancel_reason = "rescheduled"
             current.late_cancel = late
@@ -201,12 +206,14 @@ class Booking:
 
         try:
             new_id = await transaction(self._sessions, move)
+            done = True
         except SlotTaken as exc:
             if lapsed:
                 raise HoldExpired("your hold expired and the slot was taken") from exc
             raise
         finally:
-            await self._let_go(claim)
+            if done or not kept:
+                await self._let_go(claim)
         await self._relay.flush_quietly()
         return await self._get(new_id)
 
@@ -255,6 +262,8 @@ class Booking:
         """Announce the holds that lapsed (any process may run this); how many there were."""
         lapsed = await self._holds.sweep()
         for hold in lapsed:
+            if await self._holds.holder(hold.doctor_id, hold.start) is not None:
+                continue  # held again since: its new holder announced it
 
             async def announce(session: AsyncSession, hold: Hold = hold) -> None:
                 await schedules.load_row(session, hold.doctor_id, lock=True)
@@ -282,26 +291,27 @@ class Booking:
 
     async def _claim(
         self, patient_id: int, doctor_id: int, start: datetime, hold: Hold | None
-    ) -> tuple[Hold | None, bool]:
-        """The hold this booking writes under (to release after) and whether the patient's own
-        hold had lapsed. Without holds (Redis down) the database guard alone decides."""
+    ) -> tuple[Hold | None, bool, bool]:
+        """The hold this booking writes under, whether it is the patient's own hold from
+        before (kept if the booking fails), and whether the hold they named had lapsed.
+        Without holds (Redis down) the database guard alone decides."""
         try:
             current = await self._holds.holder(doctor_id, start)
             if current is not None and current.patient_id == patient_id:
-                return current, False
+                return current, True, False
             if current is not None:
                 if hold is not None:
                     raise HoldExpired("your hold expired and someone else holds the slot")
                 raise SlotHeld("someone else is holding this slot", current)
             claim = await self._holds.take(Hold.new(doctor_id, start, patient_id), CLAIM_MS, 0)
-            return claim, hold is not None
+            return claim, False, hold is not None
         except SlotHeld as exc:
             if hold is not None:
                 raise HoldExpired("your hold expired and someone else holds the slot") from exc
             raise
         except HoldsUnavailable as exc:
             log.warning("booking on the database guard alone: %s", exc.detail)
-            return None, False
+            return None, False, False
 
     async def _let_go(self, claim: Hold | None) -> None:
         if claim is None:

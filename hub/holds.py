@@ -150,7 +150,10 @@ class RedisHolds:
         value = await self._call(self._redis.get(key))
         if value is None:
             return None
-        return Hold.parse(_text(value))
+        hold = Hold.parse(_text(value))
+        score = await self._call(self._redis.zscore(self._keys(hold)[2], hold.id))
+        expires = None if score is None else _ms(score)
+        return Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, expires)
 
     async def release(self, hold: Hold) -> bool:
         return bool(await self._call(self._release(keys=self._keys(hold), args=[hold.id])))

@@ -1,0 +1,99 @@
+"""`python -m hub.client`: sign in, then watch a doctor or send commands over /ws.
+
+    python -m hub.client --email a@example.org --role patient watch 7 --from 2026-12-01
+    python -m hub.client --email a@example.org send '{"type": "hold", "doctor_id": 7,
+        "start": "2026-12-01T10:00:00Z"}'
+    python -m hub.client --email a@example.org shell   # one JSON command per line on stdin
+
+Events and replies are printed as JSON lines. The password comes from HUB_PASSWORD or a prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+from websockets.asyncio.client import ClientConnection, connect
+
+
+def login(base: str, role: str, email: str, password: str) -> str:
+    body = urllib.parse.urlencode({"username": email, "password": password}).encode()
+    with urllib.request.urlopen(f"{base}/{role}s/login", body, timeout=10) as answer:
+        return str(json.load(answer)["access_token"])
+
+
+async def _print_until_closed(ws: ClientConnection, seconds: float | None) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            async for frame in ws:
+                print(frame, flush=True)
+    except TimeoutError:
+        return
+
+
+async def run(args: argparse.Namespace, token: str) -> int:
+    url = args.url.replace("http", "ws", 1).rstrip("/") + "/ws"
+    async with connect(url, max_size=2**20) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        print(await ws.recv(), flush=True)
+        if args.command == "watch":
+            today = datetime.now(UTC).date()
+            first = args.first or today.isoformat()
+            last = args.last or (today + timedelta(days=6)).isoformat()
+            watch = {"type": "watch", "doctor_id": args.doctor_id, "from": first, "to": last}
+            await ws.send(json.dumps(watch))
+            await _print_until_closed(ws, None)
+        elif args.command == "send":
+            for text in args.messages:
+                await ws.send(text)
+            await _print_until_closed(ws, args.wait)
+        else:
+            printer = asyncio.create_task(_print_until_closed(ws, None))
+            loop = asyncio.get_running_loop()
+            while line := await loop.run_in_executor(None, sys.stdin.readline):
+                if line.strip():
+                    await ws.send(line.strip())
+            await asyncio.sleep(args.wait)
+            printer.cancel()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hub.client", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--role", choices=["patient", "doctor", "admin"], default="patient")
+    commands = parser.add_subparsers(dest="command", required=True)
+    watch = commands.add_parser("watch", help="print a doctor's live slot events")
+    watch.add_argument("doctor_id", type=int)
+    watch.add_argument("--from", dest="first", help="YYYY-MM-DD (default today)")
+    watch.add_argument("--to", dest="last", help="YYYY-MM-DD (default today + 6 days)")
+    send = commands.add_parser("send", help="send JSON commands, print what comes back")
+    send.add_argument("messages", nargs="+")
+    send.add_argument("--wait", type=float, default=2.0, help="seconds to keep printing")
+    shell = commands.add_parser("shell", help="send one JSON command per line of stdin")
+    shell.add_argument("--wait", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    password = os.environ.get("HUB_PASSWORD") or getpass.getpass("password: ")
+    try:
+        token = login(args.url.rstrip("/"), args.role, args.email, password)
+    except OSError as exc:
+        print(f"hub.client: cannot sign in: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args, token))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
