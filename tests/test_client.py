@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hub import client
+from hub.config import Settings
+from tests.conftest import PASSWORD, World, iso, slot
+from tests.server import run_server
+
+
+def _frames(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_client_signs_in_and_prints_the_replies_to_what_it_sends(
+    world: World,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    patient, doctor = world.patient(), world.doctor()
+    monkeypatch.setenv("HUB_PASSWORD", PASSWORD)
+    hold = {"type": "hold", "doctor_id": doctor.id, "start": iso(slot(10)), "ref": "h"}
+    with run_server(settings) as url:
+        code = client.main(
+            ["--url", url, "--email", patient.email, "send", json.dumps(hold), "--wait", "1"]
+        )
+    frames = _frames(capsys.readouterr().out)
+    assert code == 0
+    assert frames[0]["type"] == "ready"
+    assert any(f["type"] == "held" and f["ref"] == "h" for f in frames)
+
+
+def test_client_reports_a_failed_sign_in_plainly(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HUB_PASSWORD", "wrong password")
+    with run_server(settings) as url:
+        code = client.main(["--url", url, "--email", "nobody@example.org", "send", "{}"])
+    assert code == 2
+    assert "cannot sign in" in capsys.readouterr().err
