@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -13,10 +14,10 @@ from pydantic import TypeAdapter
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub import events, protocol
-from hub.api.schedules import calendar_view
+from hub.api.schedules import calendar_view, window
 from hub.auth import Principal, Role
 from hub.bus import Message, slot_channel
-from hub.errors import HubError, InvalidInput, Unauthenticated
+from hub.errors import HubError, InvalidInput, NotOffered, Unauthenticated
 from hub.protocol import Close
 from hub.runtime import Hub
 from hub.schemas import AppointmentOut, UTCInstant
@@ -50,6 +51,7 @@ class Session:
         self.serial = count()
         self.watched: dict[int, int | None] = {}  # doctor -> last version sent (None: syncing)
         self.held_back: dict[int, list[Message]] = {}  # events that arrived while syncing
+        self.windows: dict[int, tuple[str, str]] = {}  # what each watch asked for
         self.repairs: set[asyncio.Task[None]] = set()
         self.overflow = False
         self.allowance = BURST
@@ -112,7 +114,7 @@ class Session:
     async def _catch_up(self, doctor_id: int, since: int) -> None:
         missed = await events.replay(self.hub.sessions, doctor_id, since)
         if missed is None:
-            self.send(await self._snapshot(doctor_id, None, None))
+            self.send(await self._snapshot(doctor_id))
         else:
             for message in missed:
                 self.send(message)
@@ -145,9 +147,12 @@ class Session:
                 ref = command.get("ref")
                 reply = await self.serve(command)
             except HubError as exc:
+                ref = ref if ref is not None else _raw_ref(text)
                 reply = {"type": "error", "code": exc.code, "message": exc.detail}
                 if isinstance(exc, InvalidInput) and exc.fields:
                     reply["fields"] = exc.fields
+                if isinstance(exc, NotOffered):
+                    reply["reason"] = exc.reason
             except Exception:  # never a bare 1006: log it, answer it, keep the connection
                 log.exception("command failed")
                 reply = {"type": "error", "code": "internal", "message": "internal error"}
@@ -182,39 +187,53 @@ class Session:
         return {"type": "pong"}
 
     async def do_watch(self, command: dict[str, Any]) -> Message | None:
-        doctor_id = command["doctor_id"]
-        if doctor_id not in self.watched and len(self.watched) >= MAX_WATCHED:
+        doctor_id, first, last = command["doctor_id"], command["from"], command["to"]
+        fresh = doctor_id not in self.watched
+        if fresh and len(self.watched) >= MAX_WATCHED:
             raise InvalidInput(f"at most {MAX_WATCHED} doctors per connection")
+        window(first, last)  # refuse a bad range before anything changes
+        before, before_window = self.watched.get(doctor_id), self.windows.get(doctor_id)
         self.watched[doctor_id] = None
-        await self.hub.bus.subscribe(slot_channel(doctor_id), self.on_slot)
-        since = command.get("since")
+        self.windows[doctor_id] = (first, last)
+        try:
+            await self.hub.bus.subscribe(slot_channel(doctor_id), self.on_slot)
+            await self._sync(doctor_id, command.get("since"), command.get("ref"))
+        except BaseException:
+            if fresh:  # as if it never happened
+                self.watched.pop(doctor_id, None)
+                self.windows.pop(doctor_id, None)
+                self.held_back.pop(doctor_id, None)
+                await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
+            elif before is not None and before_window is not None:  # keep the watch it had
+                self.windows[doctor_id] = before_window
+                self._release_held_back(doctor_id, before)
+            raise
+        return None
+
+    async def _sync(self, doctor_id: int, since: int | None, ref: Any) -> None:
         missed = None if since is None else await events.replay(self.hub.sessions, doctor_id, since)
-        if missed is None:
-            snapshot = await self._snapshot(doctor_id, command["from"], command["to"])
-            if command.get("ref") is not None:
-                snapshot["ref"] = command["ref"]
+        if missed is None or since is None:
+            snapshot = await self._snapshot(doctor_id)
+            if ref is not None:
+                snapshot["ref"] = ref
             self.send(snapshot)
-            return None
+            return
         for message in missed:
             self.send(message)
         version = missed[-1]["version"] if missed else since
-        assert version is not None
         reply = {"type": "resynced", "doctor_id": doctor_id, "version": version}
-        if command.get("ref") is not None:
-            reply["ref"] = command["ref"]
+        if ref is not None:
+            reply["ref"] = ref
         self.send(reply)
         self._release_held_back(doctor_id, version)
-        return None
 
-    async def _snapshot(self, doctor_id: int, first: str | None, last: str | None) -> Message:
+    async def _snapshot(self, doctor_id: int) -> Message:
         # The version is read before the slots: an event that lands in between is both in
         # the slots and sent after, which is harmless; the other order would lose it.
         async with self.hub.sessions() as session:
             version = await events.current_version(session, doctor_id)
-        today = datetime.now(UTC).date().isoformat()
-        view = await calendar_view(
-            self.hub, self.principal, doctor_id, first or today, last or today
-        )
+        first, last = self.windows[doctor_id]
+        view = await calendar_view(self.hub, self.principal, doctor_id, first, last)
         self._release_held_back(doctor_id, version)
         return {
             "type": "snapshot",
@@ -227,6 +246,7 @@ class Session:
         doctor_id = command["doctor_id"]
         self.watched.pop(doctor_id, None)
         self.held_back.pop(doctor_id, None)
+        self.windows.pop(doctor_id, None)
         await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         return {"type": "unwatched", "doctor_id": doctor_id}
 
@@ -289,6 +309,15 @@ class Session:
         for doctor_id in list(self.watched):
             await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         await self.hub.bus.unsubscribe(self.feed, self.on_feed)
+
+
+def _raw_ref(text: str) -> str | None:
+    # A command that failed to parse still gets its ref back when one can be read.
+    try:
+        ref = json.loads(text).get("ref")
+    except (ValueError, AttributeError):
+        return None
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
 
 
 def _start(text: str) -> datetime:

@@ -129,12 +129,8 @@ def _inside(start: datetime, low: date | datetime, high: date | datetime) -> boo
     return after_low and (not isinstance(high, datetime) or start < high)
 
 
-async def calendar_view(
-    hub: Hub, principal: Principal | None, doctor_id: int, first_text: str, last_text: str
-) -> CalendarOut:
-    """Every offered slot of a doctor between `from` and `to` (dates in the doctor's zone,
-    `to` inclusive, or ISO instants, `to` exclusive; at most 31 days) with its state; who
-    booked is shown only to that patient, the doctor and admins."""
+def window(first_text: str, last_text: str) -> tuple[date | datetime, date | datetime]:
+    """The bounds of a calendar request, checked: InvalidInput naming the field if not."""
     low, high = _bound("from", first_text), _bound("to", last_text)
     backwards = high <= low if both_instants(low, high) else _day(high) < _day(low)
     if backwards:
@@ -145,6 +141,16 @@ async def calendar_view(
             f"at most {MAX_DAYS} days at a time",
             [{"field": "to", "message": f"at most {MAX_DAYS} days after from"}],
         )
+    return low, high
+
+
+async def calendar_view(
+    hub: Hub, principal: Principal | None, doctor_id: int, first_text: str, last_text: str
+) -> CalendarOut:
+    """Every offered slot of a doctor between `from` and `to` (dates in the doctor's zone,
+    `to` inclusive, or ISO instants, `to` exclusive; at most 31 days) with its state; who
+    booked is shown only to that patient, the doctor and admins."""
+    low, high = window(first_text, last_text)
     hours, slots, active = await hub.booking.calendar(doctor_id, _day(low, -1), _day(high, 1))
     out = []
     for slot in slots:
