@@ -55,7 +55,10 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             socket_connect_timeout=settings.redis_timeout,
         )
         holds = RedisHolds(redis, settings.redis_timeout)
-        bus = RedisBus(redis, settings.redis_timeout)
+        # Pub/sub ignores the database number; put it in the channel names, so hubs that
+        # share a Redis server on different databases never hear each other.
+        database = redis.connection_pool.connection_kwargs.get("db", 0)
+        bus = RedisBus(redis, settings.redis_timeout, prefix=f"hub:{database}:")
     else:
         holds = MemoryHolds()
         bus = MemoryBus()

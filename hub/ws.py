@@ -34,7 +34,7 @@ START = TypeAdapter[datetime](UTCInstant)
 
 
 class TooSlow(Exception):
-    pass
+    """The client reads too slowly: its queue overflowed."""
 
 
 class Session:
@@ -53,7 +53,7 @@ class Session:
         self.held_back: dict[int, list[Message]] = {}  # events that arrived while syncing
         self.windows: dict[int, tuple[str, str]] = {}  # what each watch asked for
         self.repairs: set[asyncio.Task[None]] = set()
-        self.overflow = False
+        self.overflow = asyncio.Event()  # set when the queue overflows: the session ends
         self.allowance = BURST
         self.checked = time.monotonic()
         self.refusals = 0
@@ -70,21 +70,23 @@ class Session:
                 message = {**message, "collapsed": True}
         self.pending[key] = message
         if len(self.pending) > MAX_PENDING:
-            self.overflow = True
+            self.pending.clear()  # memory stays bounded; the client resyncs when it returns
+            self.overflow.set()
         self.wake.set()
 
     async def writer(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if self.overflow:
-                raise TooSlow()
             while self.pending:
                 key = next(iter(self.pending))
                 message = self.pending.pop(key)
                 await self.websocket.send_text(protocol.dump(message))
-                if self.overflow:
-                    raise TooSlow()
+
+    async def watchdog(self) -> None:
+        # The writer may be blocked on a full socket, so the overflow is watched apart.
+        await self.overflow.wait()
+        raise TooSlow()
 
     # -- bus sinks -----------------------------------------------------------------------
 
@@ -434,6 +436,7 @@ async def _run(session: Session) -> None:
                 group.create_task(session.reader()),
                 group.create_task(session.writer()),
                 group.create_task(session.expiry()),
+                group.create_task(session.watchdog()),
             ]
             # When one ends (the peer left, the token expired), stop the others.
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -442,4 +445,7 @@ async def _run(session: Session) -> None:
     except* WebSocketDisconnect:
         pass
     except* TooSlow:
-        await session.websocket.close(Close.TRY_AGAIN_LATER, "too slow: reconnect and resync")
+        # The close frame waits behind what the client has not read; give it a moment.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await session.websocket.close(Close.TRY_AGAIN_LATER, "too slow: resync")

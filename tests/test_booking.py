@@ -103,9 +103,10 @@ class SlotFeed:
             self._read = lambda: seen.pop(0)
             return
         client = redis.Redis.from_url(os.environ["HUB_TEST_REDIS_URL"])
+        database = client.connection_pool.connection_kwargs.get("db", 0)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         self._closers += [client.close, pubsub.close]
-        pubsub.subscribe(f"hub:{channel}")
+        pubsub.subscribe(f"hub:{database}:{channel}")
         confirmation = pubsub.get_message(timeout=5)
         assert confirmation is not None and confirmation["type"] == "subscribe"
         self._read = lambda: self._next_message(pubsub)
