@@ -24,7 +24,8 @@ from hub.schemas import AppointmentOut, UTCInstant
 
 log = logging.getLogger("hub.ws")
 AUTH_TIMEOUT = 5.0
-MAX_PENDING = 500  # queued frames per connection before a slow reader is closed (1013)
+# Queued frames per connection before a slow reader is closed (1013): room for a full replay.
+MAX_PENDING = 2 * events.KEEP + 100
 MAX_WATCHED = 20  # doctors per connection
 MAX_CONNECTIONS = 10  # per user, per process
 RATE = 20.0  # commands per second, sustained
@@ -62,11 +63,14 @@ class Session:
     # -- outgoing ------------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
+        if self.overflow.is_set():
+            return  # the session is ending with 1013; the client resyncs when it returns
         key: object = next(self.serial)
         if message.get("type") == "slot":
             key = ("slot", message["doctor_id"], message["start"])
-            if key in self.pending:  # a newer state of a slot the reader has not taken yet
-                del self.pending[key]
+            if key in self.pending:
+                # A newer state of a slot the reader has not taken yet replaces it in place,
+                # marked: the client applies it and takes its version as the newest seen.
                 message = {**message, "collapsed": True}
         self.pending[key] = message
         if len(self.pending) > MAX_PENDING:
@@ -116,7 +120,9 @@ class Session:
     async def _catch_up(self, doctor_id: int, since: int) -> None:
         missed = await events.replay(self.hub.sessions, doctor_id, since)
         if missed is None:
-            self.send(await self._snapshot(doctor_id))
+            snapshot = await self._snapshot(doctor_id)
+            self.send(snapshot)
+            self._release_held_back(doctor_id, snapshot["version"])
         else:
             for message in missed:
                 self.send(message)
@@ -218,7 +224,8 @@ class Session:
             snapshot = await self._snapshot(doctor_id)
             if ref is not None:
                 snapshot["ref"] = ref
-            self.send(snapshot)
+            self.send(snapshot)  # first, then what arrived while it was being built
+            self._release_held_back(doctor_id, snapshot["version"])
             return
         for message in missed:
             self.send(message)
@@ -236,7 +243,6 @@ class Session:
             version = await events.current_version(session, doctor_id)
         first, last = self.windows[doctor_id]
         view = await calendar_view(self.hub, self.principal, doctor_id, first, last)
-        self._release_held_back(doctor_id, version)
         return {
             "type": "snapshot",
             "doctor_id": doctor_id,
