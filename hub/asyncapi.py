@@ -70,6 +70,13 @@ SERVER_MESSAGES: dict[str, dict[str, Any]] = {
         version=ID,
         collapsed={"type": "boolean", "description": "Newer than a state you were not sent"},
     ),
+    "hours": _event(
+        "hours",
+        "The doctor's hours changed (takes a version like a slot event): watch again",
+        ["doctor_id", "version"],
+        doctor_id=ID,
+        version=ID,
+    ),
     "appointment": _event(
         "appointment",
         "One of your appointments changed (to its doctor and its patient only)",

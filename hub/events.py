@@ -53,6 +53,56 @@ async def record_slot(session: AsyncSession, doctor_id: int, start: datetime, st
     return schedule.version
 
 
+async def record_hours(session: AsyncSession, doctor_id: int) -> int:
+    """Write, in the caller's transaction, that a doctor's hours changed: watchers watch
+    again for the new slots. It takes the next version like a slot event."""
+    schedule = await session.get(Schedule, doctor_id, with_for_update=True)
+    if schedule is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    schedule.version += 1
+    message = {"type": "hours", "doctor_id": doctor_id, "version": schedule.version}
+    session.add(
+        OutboxEvent(
+            channel=slot_channel(doctor_id),
+            doctor_id=doctor_id,
+            version=schedule.version,
+            payload=message,
+        )
+    )
+    return schedule.version
+
+
+async def free_forgotten_holds(sessions: SessionFactory) -> int:
+    """At the start of an embedded hub: holds lived in the memory of the process that ended,
+    so a slot whose last event says `held` is announced again as it is now (free or booked).
+    How many were announced."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(OutboxEvent.doctor_id, OutboxEvent.payload)
+            .where(OutboxEvent.doctor_id.is_not(None))
+            .order_by(OutboxEvent.doctor_id, OutboxEvent.version)
+        )
+        last: dict[tuple[int, str], str] = {}
+        for doctor_id, payload in rows:
+            if doctor_id is not None and payload.get("type") == "slot":
+                last[(doctor_id, str(payload["start"]))] = str(payload["state"])
+    forgotten = [key for key, state in last.items() if state == "held"]
+    for doctor_id, start in forgotten:
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        async with sessions.begin() as session:
+            await session.get(Schedule, doctor_id, with_for_update=True)
+            booked = await session.scalar(
+                select(Appointment.id).where(
+                    Appointment.doctor_id == doctor_id,
+                    Appointment.active.is_not(None),
+                    Appointment.start_at <= moment,
+                    Appointment.end_at > moment,
+                )
+            )
+            await record_slot(session, doctor_id, moment, "free" if booked is None else "booked")
+    return len(forgotten)
+
+
 async def record_appointment(
     session: AsyncSession, row: Appointment, event: str, **extra: Any
 ) -> None:

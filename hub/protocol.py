@@ -13,6 +13,7 @@ Client -> server (each may carry a `ref`, echoed in its reply):
 
 Server -> client, unasked:
     slot        {doctor_id, start, state, version}       every watcher of that doctor
+    hours       {doctor_id, version}                     the doctor's hours changed: watch again
     appointment {event, appointment_id, doctor_id, patient_id, patient_name, start, status}
                                                          that doctor and that patient only
     error       {ref, code, message}                     the connection stays open
@@ -142,6 +143,7 @@ EVENTS = (
     "rescheduled",
     "pong",
     "slot",
+    "hours",
     "appointment",
     "error",
 )

@@ -63,6 +63,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         holds = MemoryHolds()
         bus = MemoryBus()
     sessions = session_factory(engine)
+    if isinstance(holds, MemoryHolds):
+        await events.free_forgotten_holds(sessions)
     log.info(
         "hub on %s with %s lock and bus",
         engine.url.render_as_string(hide_password=True),

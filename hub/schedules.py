@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub import events
 from hub.auth import Principal, Role, require
 from hub.availability import WEEKDAYS, Availability, Interval, Override
 from hub.db import SessionFactory
@@ -136,4 +137,5 @@ async def set_availability(
             raise NotFound(f"doctor {doctor_id} not found")
         for name, value in {**row_fields(new), **asdict(policy)}.items():
             setattr(row, name, value)
+        await events.record_hours(session, doctor_id)  # watchers fetch the new slots
     return new, policy

@@ -66,7 +66,7 @@ class Session:
         if self.overflow.is_set():
             return  # the session is ending with 1013; the client resyncs when it returns
         key: object = next(self.serial)
-        if message.get("type") == "slot":
+        if message.get("type") == "slot":  # an `hours` event is never collapsed
             key = ("slot", message["doctor_id"], message["start"])
             if key in self.pending:
                 # A newer state of a slot the reader has not taken yet replaces it in place,

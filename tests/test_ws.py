@@ -716,3 +716,42 @@ async def test_a_server_shutting_down_closes_with_1012(settings: Settings) -> No
             assert json.loads(await asyncio.wait_for(conn.recv(), WAIT))["type"] == "pong"
             server.should_exit = True
             assert await _closed_with(conn) == Close.RESTART
+
+
+# Hours and restarts
+
+
+def test_changing_the_hours_tells_watchers_to_watch_again(world: World, client: TestClient) -> None:
+    doctor = world.doctor()
+    with connected(client, doctor) as peer:
+        version = watch(peer, doctor)["version"]
+        hours = client.get(f"/doctors/{doctor.id}/availability", headers=doctor.headers).json()
+        answer = client.put(
+            f"/doctors/{doctor.id}/availability",
+            json={**hours, "slot_minutes": 30},
+            headers=doctor.headers,
+        )
+        assert answer.status_code == 200
+        event = peer.expect("hours")
+    assert event == {"type": "hours", "doctor_id": doctor.id, "version": version + 1}
+
+
+def test_a_restarted_embedded_hub_frees_the_holds_it_forgot(
+    world: World, settings: Settings, backend: str
+) -> None:
+    if backend != "embedded":
+        pytest.skip("Redis keeps holds across a restart; only the in-process twin forgets them")
+    doctor, patient = world.doctor(), world.patient()
+    with TestClient(create_app(settings)) as first, connected(first, patient) as peer:
+        assert hold(peer, doctor, slot(10))["type"] == "held"
+    with TestClient(create_app(settings)) as second, connected(second, patient) as later:
+        later.send("watch", doctor_id=doctor.id, since=1, **{"from": day()}, to=day())
+        freed = later.next()
+        assert later.next() == {"type": "resynced", "doctor_id": doctor.id, "version": 2}
+    assert freed == {
+        "type": "slot",
+        "doctor_id": doctor.id,
+        "start": iso(slot(10)),
+        "state": "free",
+        "version": 2,
+    }

@@ -1,0 +1,135 @@
+// Administration: specializations (add), doctors and patients.
+
+import { get, post } from '../api.js';
+import { announce, clearFieldErrors, field, h, messageBox, plain, showFieldErrors, syncLiveActions, present } from '../ui.js';
+
+function table(caption, columns, rows, id) {
+  return h(
+    'div',
+    { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-labelledby': `${id}-caption` },
+    h(
+      'table',
+      { id },
+      h('caption', { id: `${id}-caption`, class: 'visually-hidden' }, caption),
+      h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
+      h(
+        'tbody',
+        {},
+        rows.length
+          ? rows.map((row) => h('tr', {}, columns.map(([label, get]) => h('td', { 'data-label': label }, get(row) ?? '—'))))
+          : h('tr', {}, h('td', { colspan: String(columns.length) }, 'None yet.')),
+      ),
+    ),
+  );
+}
+
+export function mount(view, ctx) {
+  const { live } = ctx;
+  let disposed = false;
+  const message = messageBox('admin-message');
+  const specs = h('div', { id: 'specializations' }, h('p', { class: 'muted' }, 'Loading…'));
+  const doctors = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const patients = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const name = h('input', { type: 'text', name: 'name', maxlength: '50', autocomplete: 'off' });
+  const add = h('button', { type: 'submit', dataset: { needsLive: '' } }, 'Add specialization');
+  const formMessage = messageBox('spec-message');
+  const form = h(
+    'form',
+    { class: 'form inline-form', novalidate: true, 'aria-labelledby': 'add-spec-title' },
+    h('h3', { id: 'add-spec-title' }, 'Add a specialization'),
+    field('Name', name),
+    h('div', { class: 'actions' }, add),
+    formMessage.element,
+  );
+  view.append(...present(
+    h('h1', { tabindex: '-1' }, 'Administration'),
+    ctx.flash ? h('p', { class: 'message info', role: 'status' }, ctx.flash) : null,
+    message.element,
+    h('section', { class: 'card', 'aria-labelledby': 'specs-title' }, h('h2', { id: 'specs-title' }, 'Specializations'), form, specs),
+    h('section', { class: 'card', 'aria-labelledby': 'doctors-title' }, h('h2', { id: 'doctors-title' }, 'Doctors'), doctors),
+    h('section', { class: 'card', 'aria-labelledby': 'patients-title' }, h('h2', { id: 'patients-title' }, 'Patients'), patients),
+  ));
+
+  async function loadSpecs() {
+    try {
+      const items = await get('/specializations/');
+      if (disposed) return;
+      specs.replaceChildren(
+        h('ul', { class: 'tags', 'aria-label': 'All specializations' }, items.map((s) => h('li', { dataset: { id: String(s.id) } }, s.name))),
+      );
+    } catch (error) {
+      if (!disposed) specs.replaceChildren(h('p', { class: 'message error', role: 'alert' }, plain(error)));
+    }
+  }
+
+  async function loadPeople() {
+    try {
+      const [doctorList, patientList] = await Promise.all([get('/doctors/'), get('/patients/')]);
+      if (disposed) return;
+      doctors.replaceChildren(
+        table(
+          'Doctors',
+          [
+            ['Name', (d) => `Dr ${d.first_name} ${d.last_name}`],
+            ['Specialization', (d) => d.specialization && d.specialization.name],
+            ['Email', (d) => d.email],
+            ['Phone', (d) => d.phone],
+          ],
+          doctorList,
+          'doctors-table',
+        ),
+      );
+      patients.replaceChildren(
+        table(
+          'Patients',
+          [
+            ['Name', (p) => `${p.first_name} ${p.last_name}`],
+            ['Email', (p) => p.email],
+            ['Phone', (p) => p.phone],
+            ['Born', (p) => p.date_of_birth],
+          ],
+          patientList,
+          'patients-table',
+        ),
+      );
+    } catch (error) {
+      if (!disposed) message.error(`The lists could not be loaded. ${plain(error)}`);
+    }
+  }
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearFieldErrors(form);
+    formMessage.clear();
+    const value = name.value.trim();
+    if (!value) {
+      showFieldErrors(form, [{ field: 'name', message: 'Please enter a name' }]);
+      return;
+    }
+    add.disabled = true;
+    try {
+      const created = await post('/specializations/', { name: value });
+      formMessage.success(`Added “${created.name}”.`);
+      announce(`Specialization ${created.name} added.`);
+      name.value = '';
+      await loadSpecs();
+    } catch (error) {
+      if (error.code === 'name_taken') {
+        showFieldErrors(form, [{ field: 'name', message: 'A specialization with this name already exists' }]);
+      } else if (error.fields && error.fields.length) {
+        showFieldErrors(form, error.fields);
+      } else {
+        formMessage.error(plain(error));
+      }
+    } finally {
+      add.disabled = false;
+    }
+  });
+
+  loadSpecs();
+  loadPeople();
+  syncLiveActions(view, live.isLive);
+  return () => {
+    disposed = true;
+  };
+}

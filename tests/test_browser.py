@@ -1,0 +1,779 @@
+"""The browser apps in static/, driven end to end by Chromium through Playwright against a real
+hub: patients and a doctor watching one calendar live, a hub restart the pages ride out, a
+booking made with the keyboard alone, the server's own messages shown where they belong, and a
+screenshot of every page at desktop and phone width (artifacts/screenshots/)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from hub.auth import Passwords
+from hub.config import Settings
+from tests.conftest import PASSWORD, next_workday, slot
+from tests.server import free_port, run_server
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+CHROMIUM = os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LIVE_MS = 1000  # how soon a change must show on every other page
+SETTLE_MS = 10_000  # page loads, sign-ins, REST round trips
+RECONNECT_MS = 30_000  # a restarted hub and the backoff before the pages are back
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 375, "height": 812}
+SPECIALIZATION = "Cardiology"  # id 1, seeded by the first migration
+
+
+def slot_key(moment: datetime) -> str:
+    """How the page names a slot: its start as JavaScript's toISOString() writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def local_time(moment: datetime, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).strftime("%H:%M")
+
+
+def weeks_ahead(moment: datetime, zone: str) -> int:
+    """How many times "Next week" takes a page in `zone` from this week to `moment`'s."""
+    tz = ZoneInfo(zone)
+    today = datetime.now(tz).date()
+    day = moment.astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday())
+    return ((day - timedelta(days=day.weekday())) - monday).days // 7
+
+
+# ---- accounts, through the REST API -------------------------------------------------------
+
+
+@dataclass
+class Account:
+    role: str
+    id: int
+    email: str
+    name: str
+    token: str = field(repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Clinic:
+    """Accounts and bookings made through a running hub's REST API."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=10)
+        self.serial = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _person(self, first: str, last: str, **extra: Any) -> dict[str, Any]:
+        self.serial += 1
+        return {
+            "first_name": first,
+            "last_name": last,
+            "date_of_birth": "1984-03-09",
+            "gender": "undisclosed",
+            "email": f"{first.lower()}.{last.lower()}{self.serial}@example.org",
+            "phone": "+44 20 7946 0000",
+            "address": f"{self.serial} Harley Street",
+            "password": PASSWORD,
+            **extra,
+        }
+
+    def _token(self, role: str, email: str) -> str:
+        answer = self.http.post(f"/{role}s/login", data={"username": email, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["access_token"])
+
+    def patient(self, first: str, last: str) -> Account:
+        answer = self.http.post("/patients/", json=self._person(first, last))
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        token = self._token("patient", body["email"])
+        return Account("patient", body["id"], body["email"], f"{first} {last}", token)
+
+    def doctor(self, first: str, last: str, specialization_id: int = 1) -> Account:
+        body = self._person(first, last, specialization_id=specialization_id)
+        answer = self.http.post("/doctors/", json=body)
+        assert answer.status_code == 201, answer.text
+        created = answer.json()
+        token = self._token("doctor", created["email"])
+        return Account("doctor", created["id"], created["email"], f"Dr {first} {last}", token)
+
+    def book(self, patient: Account, doctor: Account, start: datetime) -> dict[str, Any]:
+        answer = self.http.post(
+            "/appointments/",
+            json={"doctor_id": doctor.id, "scheduled_datetime": start.isoformat()},
+            headers=patient.headers,
+        )
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    def hold(self, patient: Account, doctor: Account, start: datetime) -> None:
+        answer = self.http.post(
+            "/appointments/holds",
+            json={"doctor_id": doctor.id, "scheduled_datetime": start.isoformat()},
+            headers=patient.headers,
+        )
+        assert answer.status_code == 201, answer.text
+
+    def cancel(self, who: Account, appointment_id: int) -> None:
+        answer = self.http.put(
+            f"/appointments/{appointment_id}/cancel", json={}, headers=who.headers
+        )
+        assert answer.status_code == 200, answer.text
+
+    def availability(self, doctor: Account) -> dict[str, Any]:
+        answer = self.http.get(f"/doctors/{doctor.id}/availability", headers=doctor.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+
+def make_admin(raw: Engine, settings: Settings, email: str) -> None:
+    """An admin straight into the table, as tests/conftest.World.admin does."""
+    passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO admins (email, password_hash, created_at, updated_at) "
+                "VALUES (:email, :hash, :now, :now)"
+            ),
+            {"email": email, "hash": passwords.hash(PASSWORD), "now": now},
+        )
+
+
+def insert_started_appointment(
+    raw: Engine, doctor: Account, patient: Account, minutes_ago: int
+) -> int:
+    """An appointment that began a while ago (the API books only the future)."""
+    start = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).replace(
+        second=0, microsecond=0, tzinfo=None
+    )
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO appointments (doctor_id, patient_id, start_at, end_at, status, "
+                "late_cancel, created_at, updated_at) VALUES (:doctor, :patient, :start, :end, "
+                "'scheduled', :no, :now, :now)"
+            ),
+            {
+                "doctor": doctor.id,
+                "patient": patient.id,
+                "start": start,
+                "end": start + timedelta(hours=1),
+                "no": False,
+                "now": start,
+            },
+        )
+        return int(
+            conn.execute(
+                text("SELECT id FROM appointments WHERE doctor_id = :d AND start_at = :s"),
+                {"d": doctor.id, "s": start},
+            ).scalar_one()
+        )
+
+
+# ---- a hub process that can be killed and started again ---------------------------------
+
+
+class HubProcess:
+    """`python -m hub serve` on a fixed port, with the test's database (and Redis)."""
+
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / "hub-process.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        self.env.update(
+            HUB_DATABASE_URL=settings.database_url,
+            HUB_SECRET_KEY=settings.secret_key,
+            HUB_DATA_DIR=str(tmp / "hub-process"),
+            HUB_ARGON2_TIME_COST="1",
+            HUB_ARGON2_MEMORY_KIB="1024",
+            HUB_LOG_LEVEL="warning",
+        )
+        if settings.redis_url:
+            self.env["HUB_REDIS_URL"] = settings.redis_url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.process is None
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hub", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=2) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the hub exited:\n{self.log.read_text()[-3000:]}")
+                try:
+                    if client.get(f"{self.url}/specializations/").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the hub did not answer:\n{self.log.read_text()[-3000:]}")
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """Gone at once, as in a crash: no goodbye to any connection."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def hub_process(settings: Settings, tmp: Path) -> Iterator[HubProcess]:
+    hub = HubProcess(settings, tmp)
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.kill()
+
+
+# ---- browsers and pages ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (set HUB_TEST_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Pages:
+    """Browser contexts (one person each) whose uncaught page errors fail the test."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.contexts: list[Any] = []
+        self.errors: list[str] = []
+
+    def open(self, url: str, *, zone: str = "UTC", viewport: dict[str, int] | None = None) -> Any:
+        context = self.browser.new_context(
+            viewport=viewport or DESKTOP, timezone_id=zone, locale="en-GB"
+        )
+        context.set_default_timeout(SETTLE_MS)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{error}"))
+        page.goto(f"{url}/#/login")
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def pages(browser: Any) -> Iterator[Pages]:
+    opened = Pages(browser)
+    yield opened
+    opened.close()
+    assert opened.errors == [], "uncaught errors in the pages"
+
+
+def sign_in(page: Any, account: Account | str, role: str | None = None) -> None:
+    email = account if isinstance(account, str) else account.email
+    role = role or (account.role if isinstance(account, Account) else "patient")
+    label = {"patient": "a patient", "doctor": "a doctor", "admin": "an administrator"}[role]
+    page.get_by_label(label, exact=True).check()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+def open_calendar(page: Any, doctor: Account, moment: datetime, zone: str) -> Any:
+    """Pick the specialization, the doctor and the week of `moment`; its slot button."""
+    page.get_by_role("button", name=SPECIALIZATION, exact=True).click()
+    page.get_by_role("button", name=doctor.name).click()
+    for _ in range(weeks_ahead(moment, zone)):
+        page.get_by_role("button", name="Next week →").click()
+    button = page.locator(f'.slot[data-start="{slot_key(moment)}"]')
+    expect(button).to_be_visible()
+    return button
+
+
+def tab_to(page: Any, selector: str, limit: int = 250) -> None:
+    """Press Tab until the focused element matches `selector`."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => !!document.activeElement?.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def focus_ring(page: Any) -> str:
+    return str(page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle"))
+
+
+# ---- 1. three people, one calendar, live ---------------------------------------------------
+
+
+def test_patients_and_the_doctor_see_holds_bookings_and_cancellations_live(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Gregory", "House")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        clinic.close()
+        start = slot(10, days_ahead=7)
+
+        page_a = pages.open(url, zone="Europe/Berlin")
+        sign_in(page_a, ada)
+        page_b = pages.open(url, zone="America/New_York")
+        sign_in(page_b, blaise)
+        page_d = pages.open(url, zone="UTC")
+        sign_in(page_d, doctor)
+        expect(page_d.get_by_role("heading", level=1)).to_contain_text("Dr Gregory House")
+
+        slot_a = open_calendar(page_a, doctor, start, "Europe/Berlin")
+        slot_b = open_calendar(page_b, doctor, start, "America/New_York")
+        # Each patient sees the week in their own zone, and is told which zone that is.
+        expect(page_a.locator("#zone-note")).to_contain_text("Europe/Berlin")
+        expect(page_b.locator("#zone-note")).to_contain_text("America/New_York")
+        expect(slot_a.locator(".slot-time")).to_have_text(local_time(start, "Europe/Berlin"))
+        expect(slot_b.locator(".slot-time")).to_have_text(local_time(start, "America/New_York"))
+        for button in (slot_a, slot_b):
+            expect(button).to_have_attribute("data-state", "free")
+            expect(button).to_contain_text("Free")
+
+        # A holds the slot: a countdown for A, "held" for B within a second.
+        slot_a.click()
+        expect(slot_a).to_have_attribute("data-state", "your-hold")
+        expect(page_a.locator("#hold-panel .countdown")).to_have_text(re.compile(r"^[12]:\d\d$"))
+        expect(slot_b).to_have_attribute("data-state", "held", timeout=LIVE_MS)
+        expect(slot_b).to_contain_text("Held")
+        expect(page_b.locator("#announcer")).to_contain_text("is now held")
+
+        # B cannot take it: the slot is not actionable, and pressing it anyway explains why.
+        expect(slot_b).to_be_disabled()
+        slot_b.click(force=True)
+        expect(page_b.locator("#book-message")).to_contain_text("Another patient is holding")
+        expect(page_b.locator("#hold-panel .confirm")).to_have_count(0)
+        expect(slot_b).to_have_attribute("data-state", "held")
+
+        # A confirms: B sees it booked, the doctor sees A's appointment with A's name.
+        page_a.get_by_role("button", name="Confirm booking").click()
+        row = page_d.locator("#later .appt", has_text="Ada Lovelace")
+        expect(slot_b).to_have_attribute("data-state", "booked", timeout=LIVE_MS)
+        expect(row).to_have_attribute("data-status", "scheduled", timeout=LIVE_MS)
+        expect(row).to_have_class(re.compile(r"\bis-new\b"))
+        expect(row).to_contain_text("New")
+        expect(page_d.locator("#notice")).to_contain_text("New booking: Ada Lovelace")
+        expect(page_d.locator("#announcer")).to_contain_text("New booking: Ada Lovelace")
+        expect(slot_a).to_have_attribute("data-state", "yours")
+        expect(slot_a).to_contain_text("Your appointment")
+        expect(page_a.locator("#hold-panel")).to_contain_text("Booked.")
+
+        # A cancels from My appointments: B sees the slot free, the doctor sees it cancelled.
+        page_a.get_by_role("link", name="See my appointments").click()
+        mine = page_a.locator("#upcoming .appt")
+        expect(mine).to_have_count(1)
+        expect(mine).to_contain_text("Dr Gregory House")
+        mine.get_by_role("button", name=re.compile(r"^Cancel the appointment")).click()
+        page_a.get_by_role("button", name="Yes, cancel it").click()
+        expect(slot_b).to_have_attribute("data-state", "free", timeout=LIVE_MS)
+        expect(row).to_have_attribute("data-status", "cancelled", timeout=LIVE_MS)
+        expect(row).to_contain_text("Just cancelled")
+        expect(page_d.locator("#notice")).to_contain_text("Cancelled: Ada Lovelace")
+        expect(page_a.locator("#past .appt")).to_contain_text("Cancelled")
+        expect(page_a.locator("#upcoming")).to_contain_text("No upcoming appointments")
+        # B can now take it.
+        slot_b.click()
+        expect(slot_b).to_have_attribute("data-state", "your-hold")
+        page_b.get_by_role("button", name="Cancel", exact=True).click()
+        expect(slot_b).to_have_attribute("data-state", "free")
+
+
+# ---- 2. the hub restarts under the pages ----------------------------------------------------
+
+
+def test_pages_show_reconnecting_then_live_with_the_right_state_after_a_restart(
+    pages: Pages, settings: Settings, tmp_path: Path
+) -> None:
+    start = slot(10, days_ahead=8)
+    other = slot(11, days_ahead=8)
+    with hub_process(settings, tmp_path) as hub:
+        clinic = Clinic(hub.url)
+        doctor = clinic.doctor("Lisa", "Cuddy")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        first = clinic.book(blaise, doctor, other)
+
+        page_a = pages.open(hub.url, zone="Europe/Berlin")
+        sent: list[dict[str, Any]] = []
+        page_a.on(
+            "websocket",
+            lambda ws: ws.on("framesent", lambda frame: sent.append(json.loads(frame))),
+        )
+        sign_in(page_a, ada)
+        slot_a = open_calendar(page_a, doctor, start, "Europe/Berlin")
+        slot_other = page_a.locator(f'.slot[data-start="{slot_key(other)}"]')
+        page_d = pages.open(hub.url)
+        sign_in(page_d, doctor)
+        expect(slot_a).to_have_attribute("data-state", "free")
+        expect(slot_other).to_have_attribute("data-state", "booked")
+        expect(page_d.locator(".appt", has_text="Blaise Pascal")).to_have_count(1)
+
+        hub.kill()
+        for page in (page_a, page_d):
+            expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+            expect(page.locator("#conn")).to_contain_text("Reconnecting")
+        # Nothing can be done meanwhile, and the page says so.
+        expect(slot_a).to_be_disabled()
+        slot_a.click(force=True)
+        expect(page_a.locator("#book-message")).to_contain_text("offline")
+
+        # Changes made while the pages are away: they must show once the pages are back.
+        hub.start()
+        booked = clinic.book(ada, doctor, start)
+        clinic.cancel(blaise, first["id"])
+        for page in (page_a, page_d):
+            expect(page.locator("#conn")).to_have_attribute(
+                "data-state", "live", timeout=RECONNECT_MS
+            )
+            expect(page.locator("#conn")).to_contain_text("Live")
+        expect(slot_a).to_have_attribute("data-state", "yours")
+        expect(slot_other).to_have_attribute("data-state", "free")
+        expect(slot_other).to_be_enabled()
+        ada_row = page_d.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
+        expect(ada_row).to_have_attribute("data-status", "scheduled")
+        expect(ada_row).to_contain_text("Ada Lovelace")
+        expect(page_d.locator(f'.appt[data-appointment-id="{first["id"]}"]')).to_have_attribute(
+            "data-status", "cancelled"
+        )
+        expect(page_a.locator("#announcer")).to_contain_text("Connection is back")
+        # The page asked for what it missed, from the last version it had seen.
+        auths = [n for n, frame in enumerate(sent) if frame["type"] == "auth"]
+        assert len(auths) >= 2, "the page never reconnected"
+        rewatch = [f for f in sent[auths[-1] :] if f["type"] == "watch"]
+        assert rewatch and rewatch[0]["doctor_id"] == doctor.id and rewatch[0]["since"] >= 1
+
+        # And the live feed works again on the new process.
+        clinic.cancel(ada, booked["id"])
+        expect(slot_a).to_have_attribute("data-state", "free", timeout=LIVE_MS)
+        expect(ada_row).to_have_attribute("data-status", "cancelled", timeout=LIVE_MS)
+
+        # The browser going offline shows as "offline"; back online, it is live again.
+        page_a.context.set_offline(True)
+        expect(page_a.locator("#conn")).to_have_attribute("data-state", "offline")
+        expect(slot_a).to_be_disabled()
+        page_a.context.set_offline(False)
+        expect(page_a.locator("#conn")).to_have_attribute(
+            "data-state", "live", timeout=RECONNECT_MS
+        )
+        expect(slot_a).to_be_enabled()
+        clinic.close()
+
+
+# ---- 3. keyboard only -----------------------------------------------------------------------
+
+
+def test_a_patient_books_with_the_keyboard_alone(pages: Pages, settings: Settings) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("James", "Wilson")
+        ada = clinic.patient("Ada", "Lovelace")
+        clinic.close()
+        start = slot(14, days_ahead=9)
+        page = pages.open(url, zone="Asia/Tokyo")
+        keys = page.keyboard
+
+        tab_to(page, 'input[name="username"]')
+        keys.type(ada.email)
+        keys.press("Tab")
+        keys.type(PASSWORD)
+        keys.press("Enter")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Book an appointment")
+
+        tab_to(page, "button.choice[data-key='spec-1']")
+        assert focus_ring(page) != "none"
+        keys.press("Enter")
+        tab_to(page, f"button.choice[data-key='doctor-{doctor.id}']")
+        keys.press("Space")
+        expect(page.locator(f"button[data-key='doctor-{doctor.id}']")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        tab_to(page, "#next-week")
+        for _ in range(weeks_ahead(start, "Asia/Tokyo")):
+            keys.press("Enter")
+            expect(page.locator("#next-week")).to_be_focused()
+        target = page.locator(f'.slot[data-start="{slot_key(start)}"]')
+        expect(target).to_have_attribute("data-state", "free")
+        tab_to(page, f'.slot[data-start="{slot_key(start)}"]')
+        assert focus_ring(page) != "none"
+        keys.press("Enter")
+        expect(target).to_have_attribute("data-state", "your-hold")
+        confirm = page.get_by_role("button", name="Confirm booking")
+        expect(confirm).to_be_focused()
+        keys.press("Space")
+        expect(target).to_have_attribute("data-state", "yours")
+        expect(page.locator("#hold-panel")).to_contain_text("Booked.")
+        expect(page.get_by_role("link", name="See my appointments")).to_be_focused()
+        keys.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text("My appointments")
+        expect(page.locator("#upcoming .appt")).to_contain_text("Dr James Wilson")
+        expect(page.locator("#upcoming .appt")).to_contain_text(local_time(start, "Asia/Tokyo"))
+
+
+# ---- 4. the server's own words, where they belong -------------------------------------------
+
+
+def test_server_messages_show_next_to_fields_and_actions(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Meredith", "Grey")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        page_d = pages.open(url)
+        sign_in(page_d, doctor)
+        form = page_d.locator("form.hours-form")
+        expect(form).to_be_visible()
+
+        # 422 fields from the hub appear next to the fields they name.
+        monday = form.locator('fieldset[data-field="weekly.monday"]')
+        monday.get_by_label("Monday, interval 1, from").fill("17:00")
+        monday.get_by_label("Monday, interval 1, until").fill("09:00")
+        form.get_by_label("Time zone").fill("Mars/Olympus_Mons")
+        form.get_by_role("button", name="Save working hours").click()
+        expect(form.locator('[data-field="weekly.monday.0"] .field-error')).to_contain_text(
+            "Start must be before end"
+        )
+        expect(form.locator('[data-field="timezone"] .field-error')).to_contain_text(
+            "Unknown time zone"
+        )
+        expect(form.get_by_label("Time zone")).to_have_attribute("aria-invalid", "true")
+        expect(page_d.locator("#hours-message")).to_contain_text("2 problems")
+
+        # Fixed: a break on Mondays, 30-minute slots, a day off, and a 30-day cancel cutoff.
+        form.get_by_label("Time zone").fill("Europe/London")
+        monday.get_by_label("Monday, interval 1, from").fill("09:00")
+        monday.get_by_label("Monday, interval 1, until").fill("12:00")
+        monday.get_by_role("button", name="Add hours on Monday").click()
+        monday.get_by_label("Monday, interval 2, from").fill("13:00")
+        monday.get_by_label("Monday, interval 2, until").fill("17:00")
+        form.get_by_label("Slot length (minutes)").fill("30")
+        off = next_workday(20)
+        form.get_by_role("button", name="Add days off").click()
+        form.locator('[data-field="overrides.0.from"] input').fill(off.isoformat())
+        form.get_by_label("Patients may cancel until").fill(str(30 * 24 * 60))
+        form.get_by_role("button", name="Save working hours").click()
+        expect(page_d.locator("#hours-message")).to_contain_text("Working hours saved")
+        expect(form.locator(".field-error")).to_have_count(0)
+        saved = clinic.availability(doctor)
+        assert saved["timezone"] == "Europe/London"
+        assert saved["slot_minutes"] == 30
+        assert saved["weekly"]["monday"] == [
+            {"start": "09:00", "end": "12:00"},
+            {"start": "13:00", "end": "17:00"},
+        ]
+        assert saved["overrides"] == [
+            {"from": off.isoformat(), "to": off.isoformat(), "intervals": []}
+        ]
+        assert saved["policy"]["cancel_cutoff_minutes"] == 30 * 24 * 60
+
+        # The cutoff: a patient's cancellation is refused, in the hub's words.
+        start = datetime.combine(next_workday(3), datetime.min.time(), ZoneInfo("Europe/London"))
+        start = start.replace(hour=10)
+        clinic.book(ada, doctor, start)
+        page_a = pages.open(url)
+        sign_in(page_a, ada)
+        page_a.get_by_role("link", name="My appointments").click()
+        item = page_a.locator("#upcoming .appt")
+        item.get_by_role("button", name=re.compile(r"^Cancel the appointment")).click()
+        page_a.get_by_role("button", name="Yes, cancel it").click()
+        expect(item.locator(".message.error")).to_contain_text(
+            "Too late to change: Appointments can be cancelled up to 720 hours before they start."
+        )
+        expect(item).to_have_attribute("data-status", "scheduled")
+
+        # Complete and no-show on appointments that have begun, in the doctor's list.
+        began = insert_started_appointment(raw, doctor, blaise, minutes_ago=20)
+        page_d.reload()
+        row = page_d.locator(f'.appt[data-appointment-id="{began}"]')
+        if not row.is_visible():  # just after midnight it is yesterday's
+            page_d.locator("details.earlier summary").click()
+        expect(row).to_contain_text("Blaise Pascal")
+        row.get_by_role("button", name=re.compile(r"^No-show")).click()
+        expect(row).to_have_attribute("data-status", "no_show")
+        expect(row).to_contain_text("No-show")
+
+        # The admin page: a new specialization, and a taken name refused next to the field.
+        make_admin(raw, settings, "admin@example.org")
+        page_x = pages.open(url)
+        sign_in(page_x, "admin@example.org", role="admin")
+        name = page_x.get_by_label("Name", exact=True)
+        name.fill("Sports Medicine")
+        page_x.get_by_role("button", name="Add specialization").click()
+        expect(page_x.locator("#specializations")).to_contain_text("Sports Medicine")
+        name.fill("Cardiology")
+        page_x.get_by_role("button", name="Add specialization").click()
+        expect(page_x.locator('[data-field="name"] .field-error')).to_contain_text("already exists")
+        expect(page_x.locator("#doctors-table")).to_contain_text("Dr Meredith Grey")
+        expect(page_x.locator("#patients-table")).to_contain_text("Blaise Pascal")
+        clinic.close()
+
+
+# ---- 5. rescheduling, and a hold that runs out ----------------------------------------------
+
+
+def test_a_patient_reschedules_and_an_unconfirmed_hold_runs_out(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(dataclasses.replace(settings, hold_ttl=3)) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        old, new = slot(10, days_ahead=7), slot(15, days_ahead=7)
+        booked = clinic.book(ada, doctor, old)
+        clinic.close()
+        page_d = pages.open(url)
+        sign_in(page_d, doctor)
+        page = pages.open(url, zone="Europe/Berlin")
+        sign_in(page, ada)
+
+        page.get_by_role("link", name="My appointments").click()
+        page.locator("#upcoming .appt").get_by_role("link", name="Reschedule").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Reschedule an appointment")
+        expect(page.locator(".banner")).to_contain_text("You are moving your appointment")
+        current = page.locator(f'.slot[data-start="{slot_key(old)}"]')
+        target = page.locator(f'.slot[data-start="{slot_key(new)}"]')
+        expect(current).to_have_attribute("data-state", "current")
+        expect(current).to_contain_text("Your current time")
+
+        # A hold nobody confirms: the countdown runs out and the slot is free again.
+        target.click()
+        expect(target).to_have_attribute("data-state", "your-hold")
+        expect(page.locator("#hold-panel .countdown")).to_have_text(re.compile(r"^0:0[0-3]$"))
+        expect(page.locator("#book-message")).to_contain_text("Your hold ran out", timeout=6000)
+        expect(page.locator("#hold-panel .countdown")).to_have_count(0)
+        expect(target).to_have_attribute("data-state", "free", timeout=3000)
+
+        # Picked again and confirmed: the appointment moves.
+        target.click()
+        page.get_by_role("button", name="Move my appointment here").click()
+        expect(page.locator("#hold-panel")).to_contain_text("Moved.")
+        expect(target).to_have_attribute("data-state", "yours")
+        expect(current).to_have_attribute("data-state", "free", timeout=LIVE_MS)
+        expect(page.locator(".banner")).to_be_hidden()
+        expect(page_d.locator("#notice")).to_contain_text(
+            "Rescheduled: Ada Lovelace", timeout=LIVE_MS
+        )
+        moved_from = page_d.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
+        expect(moved_from).to_have_attribute("data-status", "cancelled")
+        expect(moved_from).to_contain_text("Moved to another time")
+        page.get_by_role("link", name="See my appointments").click()
+        expect(page.locator("#upcoming .appt")).to_have_count(1)
+        expect(page.locator("#upcoming .appt")).to_contain_text(local_time(new, "Europe/Berlin"))
+
+
+# ---- 6. screenshots --------------------------------------------------------------------------
+
+
+def test_screenshots_of_every_page(
+    pages: Pages, settings: Settings, raw: Engine, backend: str
+) -> None:
+    if backend != "embedded":
+        pytest.skip("the pages look the same on every backend: shot once")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Gregory", "House")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        start = slot(10, days_ahead=7)
+        carol = clinic.patient("Carol", "Shields")
+        clinic.book(blaise, doctor, slot(11, days_ahead=7))
+        clinic.book(ada, doctor, slot(14, days_ahead=7))
+        clinic.hold(carol, doctor, slot(15, days_ahead=7))  # "Held" on Blaise's calendar
+        insert_started_appointment(raw, doctor, ada, minutes_ago=5)
+        make_admin(raw, settings, "admin@example.org")
+
+        for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+
+            def shoot(page: Any, name: str, width: str = width) -> None:
+                page.wait_for_timeout(300)  # let the focus ring and fonts settle
+                page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+
+            page = pages.open(url, zone="Europe/Berlin", viewport=viewport)
+            expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+            shoot(page, "login")
+            page.get_by_role("link", name="Create an account").click()
+            page.get_by_label("a doctor").check()
+            page.get_by_role("button", name="Create account").click()
+            expect(page.locator(".field-error").first).to_be_visible()
+            shoot(page, "register")
+
+            page.get_by_role("link", name="Sign in").first.click()
+            sign_in(page, blaise)
+            button = open_calendar(page, doctor, start, "Europe/Berlin")
+            button.click()
+            expect(page.locator("#hold-panel .countdown")).to_be_visible()
+            shoot(page, "book")
+            page.get_by_role("button", name="Cancel", exact=True).click()
+            page.get_by_role("link", name="My appointments").click()
+            expect(page.locator("#upcoming .appt")).to_have_count(1)
+            shoot(page, "mine")
+            page.get_by_role("button", name="Sign out").click()
+
+            sign_in(page, doctor)
+            expect(page.locator(".appt")).to_have_count(3)
+            expect(page.locator("form.hours-form")).to_be_visible()
+            shoot(page, "dashboard")
+            page.get_by_role("button", name="Sign out").click()
+
+            sign_in(page, "admin@example.org", role="admin")
+            expect(page.locator("#patients-table tbody tr")).to_have_count(3)
+            shoot(page, "admin")
+            page.context.close()
+        clinic.close()
+    names = sorted(path.name for path in SHOTS.glob("*.png"))
+    for name in ("login", "register", "book", "mine", "dashboard", "admin"):
+        assert {f"{name}-desktop.png", f"{name}-phone.png"} <= set(names)
