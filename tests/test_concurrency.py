@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -26,7 +22,8 @@ from sqlalchemy import Engine, text
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
 from tests.conftest import World, iso, next_workday, slot
-from tests.server import free_port, run_server
+from tests.server import free_port, hub_processes, run_server
+from tests.server import stop as stop_process
 
 CONTENDERS = 200
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every hold call fails
@@ -147,69 +144,6 @@ async def test_200_concurrent_bookings_of_one_slot_store_exactly_one(
 # 2. Two hub processes on one MariaDB and one Redis.
 
 
-def _hub_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    assert settings.redis_url is not None
-    return {
-        **environ,
-        "HUB_DATABASE_URL": settings.database_url,
-        "HUB_REDIS_URL": settings.redis_url,
-        "HUB_SECRET_KEY": settings.secret_key,
-        "HUB_DATA_DIR": str(data_dir),
-        "HUB_ARGON2_TIME_COST": "1",
-        "HUB_ARGON2_MEMORY_KIB": "1024",
-        "HUB_LOG_LEVEL": "warning",
-    }
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait()
-
-
-@contextmanager
-def hub_processes(settings: Settings, tmp: Path, count: int) -> Iterator[list[str]]:
-    """`count` real `python -m hub serve` processes; yields their base URLs once each answers."""
-    processes: list[tuple[subprocess.Popen[bytes], Path]] = []
-    urls: list[str] = []
-    try:
-        for n in range(count):
-            port = free_port()
-            log = tmp / f"hub{n}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "hub", "serve", "--port", str(port)],
-                    env=_hub_env(settings, tmp / f"hub{n}"),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append((process, log))
-            urls.append(f"http://127.0.0.1:{port}")
-        with httpx.Client(timeout=2) as client:
-            for (process, log), url in zip(processes, urls, strict=True):
-                deadline = time.monotonic() + 30
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"hub exited early:\n{log.read_text()[-3000:]}")
-                    try:
-                        if client.get(f"{url}/specializations/").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"hub did not answer:\n{log.read_text()[-3000:]}")
-                    time.sleep(0.05)
-        yield urls
-    finally:
-        for process, _ in processes:
-            _stop(process)
-
-
 async def test_two_hub_processes_book_one_slot_exactly_once(
     world: World, settings: Settings, raw: Engine, backend: str, tmp_path: Path
 ) -> None:
@@ -218,7 +152,8 @@ async def test_two_hub_processes_book_one_slot_exactly_once(
     doctor = world.doctor()
     headers = _headers(settings, _patients(raw, CONTENDERS, "two-procs"))
     body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(14))}
-    with hub_processes(settings, tmp_path, 2) as urls:
+    with hub_processes(settings, tmp_path, 2) as hubs:
+        urls = [url for url, _ in hubs]
         answers, elapsed = await _contend(urls, headers, body)
     statuses = Counter(answer.status_code for answer in answers)
     errors = _errors(answers)
@@ -287,7 +222,7 @@ class RedisProcess:
 
     def stop(self) -> None:
         if self._process is not None:
-            _stop(self._process)
+            stop_process(self._process)
             self._process = None
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import typing
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,7 @@ from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
 from hub.protocol import Close
 from tests.conftest import Actor, World, iso, next_workday, slot
-from tests.server import free_port
+from tests.server import serve_in_thread
 
 WAIT = 5.0  # seconds a frame may take before the test fails instead of hanging
 SLOT_KEYS = {"type", "doctor_id", "start", "state", "version", "collapsed"}
@@ -655,31 +654,10 @@ def test_every_command_the_parser_accepts_has_a_handler() -> None:
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[tuple[str, uvicorn.Server]]:
-    """Like tests.server.run_server, with the frame limit `python -m hub` serves with; yields
-    the ws:// URL and the server, to stop it from the test."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the hub did not start")
-        time.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{port}/ws", server
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    """A real uvicorn with the frame limit `python -m hub` serves with; yields the ws:// URL
+    and the server, to stop it from the test."""
+    with serve_in_thread(settings, ws_max_size=64 * 1024) as (url, server):
+        yield url.replace("http", "ws", 1) + "/ws", server
 
 
 @asynccontextmanager

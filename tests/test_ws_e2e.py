@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
@@ -39,8 +37,8 @@ from hub.events import KEEP
 from hub.models import Appointment
 from hub.ws import MAX_PENDING
 from tests.conftest import PASSWORD, iso, next_workday
-from tests.server import free_port, run_server
-from tests.test_concurrency import _hub_env, _patients, _stop
+from tests.server import hub_processes, run_server
+from tests.test_concurrency import _patients
 
 VIEWERS = 50
 WINDOW_DAYS = 14  # the viewers' window: from next_workday(7), 14 local dates
@@ -67,40 +65,8 @@ def hubs(settings: Settings, backend: str, tmp: Path, n: int) -> Iterator[list[t
         with run_server(settings) as url:
             yield [(url, os.getpid())]
         return
-    processes: list[tuple[subprocess.Popen[bytes], Path, str]] = []
-    try:
-        for k in range(n):
-            port = free_port()
-            log = tmp / f"hub{k}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "hub", "serve", "--port", str(port)],
-                    env=_hub_env(settings, tmp / f"hub{k}"),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append((process, log, f"http://127.0.0.1:{port}"))
-        with httpx.Client(timeout=2) as client:
-            for process, log, url in processes:
-                deadline = time.monotonic() + 30
-                while True:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"hub exited early:\n{log.read_text()[-3000:]}")
-                    try:
-                        if client.get(f"{url}/specializations/").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"hub did not answer:\n{log.read_text()[-3000:]}")
-                    time.sleep(0.05)
-        yield [(url, process.pid) for process, _, url in processes]
-    finally:
-        for k, (process, _, _) in enumerate(processes):
-            stopping = time.perf_counter()
-            _stop(process)
-            if (took := time.perf_counter() - stopping) > 5:
-                print(f"\nhub process {k} took {took:.1f}s to stop (exit {process.returncode})")
+    with hub_processes(settings, tmp, n) as started:
+        yield [(url, process.pid) for url, process in started]
 
 
 def rss_mb(pid: int) -> float:
