@@ -240,3 +240,29 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for name in BACKENDS:
         counts = ", ".join(f"{n} {o}" for o, n in sorted(tally.get(name, {}).items()))
         terminalreporter.write_line(f"backend {name}: {counts or 'no tests'}")
+
+
+def insert_patients(raw: Engine, count: int, tag: str) -> list[int]:
+    """Insert `count` patients with raw SQL (no argon2), returning their ids in order."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        {"email": f"{tag}{n}@example.org", "now": now, "hash": "$argon2id$unused"}
+        for n in range(count)
+    ]
+    with raw.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO patients (first_name, last_name, date_of_birth, gender, email, "
+                "phone, password_hash, created_at, updated_at) VALUES ('Crowd', 'Member', "
+                "'1990-01-01', 'other', :email, '+4420794600', :hash, :now, :now)"
+            ),
+            rows,
+        )
+        ids = list(
+            conn.execute(
+                text("SELECT id FROM patients WHERE email LIKE :tag ORDER BY id"),
+                {"tag": f"{tag}%"},
+            ).scalars()
+        )
+    assert len(ids) == count
+    return ids

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
-from tests.conftest import World, iso, next_workday, slot
+from tests.conftest import World, insert_patients, iso, next_workday, slot
 from tests.server import free_port, hub_processes, run_server
 from tests.server import stop as stop_process
 
@@ -30,32 +30,6 @@ UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every 
 OUTAGE_SLOTS = 60  # each booked by two patients at once; Redis dies after 1/3, returns after 2/3
 OUTAGE_PARALLEL = 6  # slots in flight at a time during the outage run
 RECOVERY_SECONDS = 5.0
-
-
-def _patients(raw: Engine, count: int, tag: str) -> list[int]:
-    """Insert `count` patients with raw SQL (no argon2), returning their ids in order."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        {"email": f"{tag}{n}@example.org", "now": now, "hash": "$argon2id$unused"}
-        for n in range(count)
-    ]
-    with raw.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO patients (first_name, last_name, date_of_birth, gender, email, "
-                "phone, password_hash, created_at, updated_at) VALUES ('Crowd', 'Member', "
-                "'1990-01-01', 'other', :email, '+4420794600', :hash, :now, :now)"
-            ),
-            rows,
-        )
-        ids = list(
-            conn.execute(
-                text("SELECT id FROM patients WHERE email LIKE :tag ORDER BY id"),
-                {"tag": f"{tag}%"},
-            ).scalars()
-        )
-    assert len(ids) == count
-    return ids
 
 
 def _headers(settings: Settings, patient_ids: list[int]) -> list[dict[str, str]]:
@@ -112,7 +86,7 @@ async def test_200_concurrent_bookings_of_one_slot_store_exactly_one(
             pytest.skip("the embedded hub has no Redis to lose")
         settings = dataclasses.replace(settings, redis_url=UNREACHABLE_REDIS, redis_timeout=0.2)
     doctor = world.doctor()
-    headers = _headers(settings, _patients(raw, CONTENDERS, "one-slot"))
+    headers = _headers(settings, insert_patients(raw, CONTENDERS, "one-slot"))
     body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(11))}
     with run_server(settings) as url:
         answers, elapsed = await _contend([url], headers, body)
@@ -150,7 +124,7 @@ async def test_two_hub_processes_book_one_slot_exactly_once(
     if backend == "embedded":
         pytest.skip("the embedded default is one process by design")
     doctor = world.doctor()
-    headers = _headers(settings, _patients(raw, CONTENDERS, "two-procs"))
+    headers = _headers(settings, insert_patients(raw, CONTENDERS, "two-procs"))
     body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(14))}
     with hub_processes(settings, tmp_path, 2) as hubs:
         urls = [url for url, _ in hubs]
@@ -248,7 +222,7 @@ async def test_redis_outage_mid_run_never_double_books(
         hub = dataclasses.replace(settings, redis_url=own.url, redis_timeout=0.2)
         doctor = world.doctor()
         *starts, probe_start = _outage_starts(OUTAGE_SLOTS + 1)
-        headers = _headers(hub, _patients(raw, 2 * OUTAGE_SLOTS + 1, "outage"))
+        headers = _headers(hub, insert_patients(raw, 2 * OUTAGE_SLOTS + 1, "outage"))
         probe_headers = headers.pop()
         probe_body = {"doctor_id": doctor.id, "scheduled_datetime": iso(probe_start)}
         third = OUTAGE_SLOTS // 3

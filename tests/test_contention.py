@@ -3,37 +3,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import Engine, text
 
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
-from tests.conftest import World, iso, slot
+from tests.conftest import World, insert_patients, iso, slot
 from tests.server import run_server
 
 CONTENDERS = 100
-
-
-def _patients(raw: Engine, count: int) -> list[int]:
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        {"email": f"crowd{n}@example.org", "now": now, "hash": "$argon2id$unused"}
-        for n in range(count)
-    ]
-    with raw.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO patients (first_name, last_name, date_of_birth, gender, email, "
-                "phone, password_hash, created_at, updated_at) VALUES ('Crowd', 'Member', "
-                "'1990-01-01', 'other', :email, '+4420794600', :hash, :now, :now)"
-            ),
-            rows,
-        )
-        return list(
-            conn.execute(text("SELECT id FROM patients WHERE email LIKE 'crowd%'")).scalars()
-        )
 
 
 async def test_concurrent_bookings_of_one_slot_store_exactly_one(
@@ -43,7 +22,7 @@ async def test_concurrent_bookings_of_one_slot_store_exactly_one(
     tokens = Tokens(settings)
     headers = [
         {"Authorization": f"Bearer {tokens.issue(Principal(Role.patient, pid)).access_token}"}
-        for pid in _patients(raw, CONTENDERS)
+        for pid in insert_patients(raw, CONTENDERS, "crowd")
     ]
     body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(11))}
     with run_server(settings) as url:

@@ -36,9 +36,8 @@ from hub.db import create_engine, session_factory
 from hub.events import KEEP
 from hub.models import Appointment
 from hub.ws import MAX_PENDING
-from tests.conftest import PASSWORD, iso, next_workday
+from tests.conftest import PASSWORD, insert_patients, iso, next_workday
 from tests.server import hub_processes, run_server
-from tests.test_concurrency import _patients
 
 VIEWERS = 50
 WINDOW_DAYS = 14  # the viewers' window: from next_workday(7), 14 local dates
@@ -333,8 +332,8 @@ async def test_fifty_viewers_on_two_processes_see_every_change_in_order(
     settings: Settings, raw: Engine, backend: str, tmp_path: Path
 ) -> None:
     mariadb_only(backend)
-    viewer_ids = _patients(raw, VIEWERS, "viewer")
-    actors = [bearer(settings, pid) for pid in _patients(raw, 10, "actor")]
+    viewer_ids = insert_patients(raw, VIEWERS, "viewer")
+    actors = [bearer(settings, pid) for pid in insert_patients(raw, 10, "actor")]
     starts = offered_starts(15)
     with hubs(settings, backend, tmp_path, 2) as servers:
         urls = [url for url, _ in servers]
@@ -393,8 +392,8 @@ async def test_reconnect_with_since_replays_what_was_missed_or_snapshots(
     settings: Settings, raw: Engine, backend: str, tmp_path: Path
 ) -> None:
     mariadb_only(backend)
-    watcher, late = _patients(raw, 2, "returning")
-    actors = [bearer(settings, pid) for pid in _patients(raw, 12, "mover")]
+    watcher, late = insert_patients(raw, 2, "returning")
+    actors = [bearer(settings, pid) for pid in insert_patients(raw, 12, "mover")]
     starts = offered_starts(18)
     with hubs(settings, backend, tmp_path, 2) as servers:
         urls = [url for url, _ in servers]
@@ -484,7 +483,7 @@ async def test_an_event_committed_but_never_published_reaches_viewers_within_5s(
     settings: Settings, raw: Engine, backend: str, tmp_path: Path
 ) -> None:
     mariadb_only(backend)
-    owner, *others = _patients(raw, 6, "orphan")
+    owner, *others = insert_patients(raw, 6, "orphan")
     start = offered_starts(5)[4]
     with hubs(settings, backend, tmp_path, 2) as servers:
         urls = [url for url, _ in servers]
@@ -634,7 +633,7 @@ async def write_slot_events(
 async def test_a_slow_reader_is_closed_with_1013_while_a_fast_one_gets_every_event(
     settings: Settings, raw: Engine, backend: str, tmp_path: Path
 ) -> None:
-    fast_id, slow_id = _patients(raw, 2, "reader")
+    fast_id, slow_id = insert_patients(raw, 2, "reader")
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     midnight = datetime.combine(tomorrow, clock(), tzinfo=UTC)
     starts = [midnight + timedelta(minutes=5 * n) for n in range(SLOW_EVENTS)]
@@ -728,8 +727,8 @@ async def test_a_snapshot_taken_mid_stream_comes_before_the_events_after_it(
     """Viewers re-watch again and again while holds stream in (each announced at once): after
     every snapshot at version V the next slot events are V+1, V+2, ... An event that landed
     while the snapshot was being built must come after it, not ahead of it."""
-    ids = _patients(raw, STREAM_VIEWERS, "midstream")
-    holders = [bearer(settings, pid) for pid in _patients(raw, STREAM_EVENTS // 3, "holder")]
+    ids = insert_patients(raw, STREAM_VIEWERS, "midstream")
+    holders = [bearer(settings, pid) for pid in insert_patients(raw, STREAM_EVENTS // 3, "holder")]
     starts = stream_starts(STREAM_EVENTS)
     tomorrow = starts[0].date().isoformat()
     with hubs(settings, backend, tmp_path, 1) as servers:
@@ -807,7 +806,7 @@ async def test_a_viewer_more_than_a_queue_behind_resyncs_without_being_closed(
     """`since` replays up to KEEP (1,000) events: a reader that takes them as fast as they come
     gets them all, then resynced, and stays connected, even when they are more than the
     per-connection queue holds (MAX_PENDING, 500); never a hole followed by resynced."""
-    (pid,) = _patients(raw, 1, "farbehind")
+    (pid,) = insert_patients(raw, 1, "farbehind")
     starts = stream_starts(BEHIND)
     with hubs(settings, backend, tmp_path, 1) as servers:
         ((url, _),) = servers
