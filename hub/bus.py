@@ -93,6 +93,7 @@ class RedisBus:
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._closed = False
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self._timeout):
@@ -121,7 +122,7 @@ class RedisBus:
 
     async def _read(self) -> None:
         assert self._pubsub is not None
-        while True:
+        while not self._closed:  # the flag, not only the cancel: see runtime._stop
             try:
                 if not self._pubsub.subscribed:
                     await asyncio.sleep(0.05)
@@ -149,6 +150,7 @@ class RedisBus:
                 await self._call(self._pubsub.subscribe(*channels))
 
     async def close(self) -> None:
+        self._closed = True
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

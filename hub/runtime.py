@@ -74,7 +74,8 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     booking = Booking(
         sessions, holds, relay, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
     )
-    sweeper = asyncio.create_task(_sweep(booking, relay), name="hub-sweeper")
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(_sweep(booking, relay, stop), name="hub-sweeper")
     try:
         yield Hub(
             settings=settings,
@@ -90,21 +91,32 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             redis=redis,
         )
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        await _stop(sweeper, stop)
         await bus.close()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
 
 
-async def _sweep(booking: Booking, relay: Relay, every: float = 0.5) -> None:
+async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """End a background loop. The flag is what ends it: a timeout inside a library can turn
+    the cancellation into an ordinary error that the loop survives (redis-py #2551; Python
+    3.11's asyncio.timeout when the cancel lands as it expires); the cancel only cuts the
+    current wait short."""
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _sweep(booking: Booking, relay: Relay, stop: asyncio.Event, every: float = 0.5) -> None:
     # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
     # so a slot turns free for its viewers even when the process that made the hold has died;
     # and the relay publishes events a dead process committed but never published.
     for tick in itertools.count(1):
         await asyncio.sleep(every)
+        if stop.is_set():
+            return
         try:
             await booking.sweep()
         except Exception as exc:  # the sweeper outlives a Redis or database outage

@@ -164,6 +164,8 @@ class Session:
             except Exception:  # never a bare 1006: log it, answer it, keep the connection
                 log.exception("command failed")
                 reply = {"type": "error", "code": "internal", "message": "internal error"}
+            if _cancelling():  # a library turned our cancellation into an error: stop anyway
+                raise asyncio.CancelledError
             if reply is None:
                 continue
             if ref is not None:
@@ -317,6 +319,11 @@ class Session:
         for doctor_id in list(self.watched):
             await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         await self.hub.bus.unsubscribe(self.feed, self.on_feed)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _raw_ref(text: str) -> str | None:

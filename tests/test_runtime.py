@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import asyncio
+
+from hub import runtime
+from hub.errors import HoldsUnavailable
+
+
+class SwallowingHolds:
+    """A sweep that turns its cancellation into an ordinary error, as a timeout inside
+    redis-py can when the cancel lands just as it expires (redis-py #2551)."""
+
+    def __init__(self) -> None:
+        self.sweeps = 0
+        self.swallow = True
+        self.sweeping = asyncio.Event()
+
+    async def sweep(self) -> None:
+        self.sweeps += 1
+        self.sweeping.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if not self.swallow:
+                raise
+            raise HoldsUnavailable("holds are unavailable: TimeoutError") from None
+
+
+class Relay:
+    async def flush_quietly(self) -> None:
+        return None
+
+
+async def test_the_sweeper_stops_even_when_its_cancellation_is_swallowed() -> None:
+    holds = SwallowingHolds()
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(runtime._sweep(holds, Relay(), stop, every=0.01))  # type: ignore[arg-type]
+    await asyncio.wait_for(holds.sweeping.wait(), timeout=5)
+    stopping = asyncio.create_task(runtime._stop(sweeper, stop))
+    try:
+        await asyncio.wait([stopping], timeout=5)  # unlike wait_for, gives up without waiting
+        assert sweeper.done(), "the sweeper kept going after it was stopped"
+        assert holds.sweeps == 1  # it did not go round again after the stop
+    finally:
+        holds.swallow = False  # let a sweeper that did not stop be cancelled after all
+        sweeper.cancel()
+        await asyncio.wait([stopping], timeout=5)
