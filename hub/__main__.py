@@ -6,6 +6,7 @@ import getpass
 import logging
 import os
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -15,6 +16,14 @@ from hub.auth import Passwords
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, EmailTaken
 
+# How `serve` runs uvicorn's WebSocket side; the tests serve with the same options.
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "ws_max_size": 64 * 1024,  # larger frames are closed with 1009
+    "ws_per_message_deflate": False,  # ~15-30 KiB per connection instead of ~130 KiB
+    "ws_ping_interval": 20.0,  # a peer that stops answering pings is dropped within 40 s
+    "ws_ping_timeout": 20.0,
+}
+
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(prepare_schema(settings))  # refuse before binding the port, with a plain message
@@ -23,12 +32,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
-        ws_max_size=64 * 1024,  # larger frames are closed with 1009
-        ws_per_message_deflate=False,  # ~15-30 KiB per connection instead of ~130 KiB
-        ws_ping_interval=20.0,  # a dead peer is dropped within 40 s
-        ws_ping_timeout=20.0,
         proxy_headers=True,
         lifespan="on",
+        **WEBSOCKET_OPTIONS,
     )
 
 

@@ -5,8 +5,9 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +37,7 @@ log = logging.getLogger("hub.booking")
 
 Clock = Callable[[], datetime]
 CLAIM_MS = 10_000  # how long a direct booking holds its slot while it writes
+KEY_LIFETIME = timedelta(hours=48)  # an Idempotency-Key answers retries for at least this long
 
 
 def utcnow() -> datetime:
@@ -385,6 +387,16 @@ class Booking:
             except IntegrityError as exc:  # the same key committed meanwhile: replay it
                 raise _Replayed() from exc
         return appointment.id
+
+    async def forget_keys(self, older_than: timedelta = KEY_LIFETIME) -> int:
+        """Delete the idempotency keys past their lifetime (any process may run this); how
+        many. A retry that late books anew, or meets slot_taken / already_booked."""
+        cutoff = datetime.now(UTC) - older_than
+        async with self._sessions.begin() as session:
+            gone = await session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+            )
+        return int(cast(CursorResult[Any], gone).rowcount)
 
     async def _replay(self, patient_id: int, key: str, fingerprint: str) -> Appointment | None:
         async with self._sessions() as session:

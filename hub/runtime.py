@@ -125,5 +125,6 @@ async def _sweep(booking: Booking, relay: Relay, stop: asyncio.Event, every: flo
         if tick % 600 == 0:  # every five minutes
             try:
                 await events.prune(booking.sessions)
+                await booking.forget_keys()
             except Exception as exc:
-                log.warning("pruning the outbox failed: %r", exc)
+                log.warning("pruning the outbox and idempotency keys failed: %r", exc)

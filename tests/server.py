@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from hub.__main__ import WEBSOCKET_OPTIONS
 from hub.app import create_app
 from hub.config import Settings
 
@@ -33,17 +34,16 @@ def run_server(settings: Settings) -> Iterator[str]:
 
 @contextmanager
 def serve_in_thread(settings: Settings, **options: Any) -> Iterator[tuple[str, uvicorn.Server]]:
-    """Like run_server, with uvicorn options (as `python -m hub serve` sets them) and the
-    server itself, so a test can stop it."""
+    """Like run_server, with the WebSocket options `python -m hub serve` sets (`options`
+    override them) and the server itself, so a test can stop it."""
     port = free_port()
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        ws_per_message_deflate=False,
         lifespan="on",
-        **options,
+        **{**WEBSOCKET_OPTIONS, **options},
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from hub import db
 from hub.app import create_app
-from hub.booking import Booking
+from hub.booking import KEY_LIFETIME, Booking
 from hub.config import Settings
 from hub.errors import HoldsUnavailable, InvalidInput, TooManyHolds
 from hub.events import Relay
@@ -694,6 +694,29 @@ def test_a_failed_booking_does_not_spend_its_key(world: World) -> None:
     assert _error(answer) == (409, "slot_taken")
     retry = _book(world, second, _direct(doctor, slot(11)), key="spent?")
     assert retry.status_code == 201, retry.text
+
+
+def test_keys_past_their_lifetime_are_forgotten_and_younger_ones_still_replay(
+    world: World, raw: Engine
+) -> None:
+    doctor, patient = world.doctor(), world.patient()
+    world.allow_repeat_bookings(doctor)
+    old = _book(world, patient, _direct(doctor, slot(10)), key="old")
+    young = _book(world, patient, _direct(doctor, slot(11)), key="young")
+    assert old.status_code == young.status_code == 201
+    aged = datetime.now(UTC) - KEY_LIFETIME - timedelta(minutes=1)
+    with raw.begin() as conn:
+        conn.execute(
+            text("UPDATE idempotency_keys SET created_at = :aged WHERE `key` = 'old'"),
+            {"aged": aged.replace(tzinfo=None)},
+        )
+    booking: Booking = world.client.app.state.hub.booking  # type: ignore[attr-defined]
+    assert world.client.portal.call(booking.forget_keys) == 1
+    with raw.connect() as conn:
+        kept = conn.execute(text("SELECT `key` FROM idempotency_keys")).scalars().all()
+    assert kept == ["young"]
+    again = _book(world, patient, _direct(doctor, slot(11)), key="young")
+    assert (again.status_code, again.json()["id"]) == (201, young.json()["id"])
 
 
 @pytest.mark.parametrize("key", ["", "x" * 101, "with space"], ids=repr)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 import typing
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -611,6 +613,22 @@ def test_a_refused_rewatch_keeps_the_watch_it_had(world: World, client: TestClie
     assert (event["state"], event["version"]) == ("held", version + 1)
 
 
+def test_connections_past_the_per_user_cap_are_closed_with_4429(
+    world: World, client: TestClient
+) -> None:
+    patient, other = world.patient(), world.patient()
+    with ExitStack() as stack:
+        for _ in range(ws.MAX_CONNECTIONS):
+            stack.enter_context(connected(client, patient))
+        with connected(client) as extra:
+            extra.send("auth", token=patient.token)
+            assert closed_with(extra) == Close.RATE_LIMITED
+        with connected(client, other) as peer:  # the cap is per user
+            assert peer.command("ping")["type"] == "pong"
+    with connected(client, patient) as again:  # closed connections give their places back
+        assert again.command("ping")["type"] == "pong"
+
+
 def test_flooding_is_rate_limited_then_closed_with_4429(world: World, client: TestClient) -> None:
     patient = world.patient()
     with connected(client, patient) as peer:
@@ -653,10 +671,10 @@ def test_every_command_the_parser_accepts_has_a_handler() -> None:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[tuple[str, uvicorn.Server]]:
-    """A real uvicorn with the frame limit `python -m hub` serves with; yields the ws:// URL
-    and the server, to stop it from the test."""
-    with serve_in_thread(settings, ws_max_size=64 * 1024) as (url, server):
+def serving(settings: Settings, **options: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+    """A real uvicorn with the WebSocket options `python -m hub` serves with (`options`
+    override them); yields the ws:// URL and the server, to stop it from the test."""
+    with serve_in_thread(settings, **options) as (url, server):
         yield url.replace("http", "ws", 1) + "/ws", server
 
 
@@ -694,6 +712,58 @@ async def test_a_server_shutting_down_closes_with_1012(settings: Settings) -> No
             assert json.loads(await asyncio.wait_for(conn.recv(), WAIT))["type"] == "pong"
             server.should_exit = True
             assert await _closed_with(conn) == Close.RESTART
+
+
+async def _frames(reader: asyncio.StreamReader) -> AsyncIterator[tuple[int, bytes]]:
+    """(opcode, payload) of each server frame (unmasked) until the server ends the TCP
+    connection; a raw reader never answers a ping, as a dead peer would not."""
+    while True:
+        try:
+            first, second = await reader.readexactly(2)
+            length = second & 0x7F
+            if length >= 126:
+                size = 2 if length == 126 else 8
+                length = int.from_bytes(await reader.readexactly(size), "big")
+            payload = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            return
+        yield first & 0x0F, payload
+
+
+def _masked(payload: bytes) -> bytes:
+    """A client text frame (clients must mask), for payloads under 64 KiB."""
+    mask = os.urandom(4)
+    body = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return bytes([0x81, 0xFE]) + len(payload).to_bytes(2, "big") + mask + body
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(settings: Settings) -> None:
+    # `python -m hub serve` pings every 20 s and waits 20 s for the pong; the same mechanism
+    # with short intervals, so the test takes a second.
+    with serving(settings, ws_ping_interval=0.2, ws_ping_timeout=0.5) as (url, _):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        token = Tokens(settings).issue(Principal(Role.patient, 1)).access_token
+        writer.write(_masked(json.dumps({"type": "auth", "token": token}).encode()))
+        frames = []
+        async with asyncio.timeout(WAIT):
+            async for opcode, payload in _frames(reader):
+                frames.append((opcode, payload))
+        writer.close()
+    opcodes = [opcode for opcode, _ in frames]
+    assert opcodes[0] == 0x1 and json.loads(frames[0][1])["type"] == "ready"
+    assert 0x9 in opcodes  # the server pinged
+    close = next(payload for opcode, payload in frames if opcode == 0x8)
+    assert int.from_bytes(close[:2], "big") == 1011  # keepalive ping timeout
+    assert opcodes[-1] == 0x8  # nothing after the close, and then the server hung up
 
 
 # Hours and restarts
