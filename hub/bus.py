@@ -7,8 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub
 from redis.exceptions import RedisError
 
 log = logging.getLogger("hub.bus")
@@ -82,10 +83,13 @@ class MemoryBus:
 
 class RedisBus:
     """Pub/sub across processes on Redis: one subscription per channel per process, fanned
-    out in-process. Redis pub/sub is at-most-once: slot events carry a version, and a viewer
-    that sees a gap recovers the missed events from the outbox (hub.events.replay)."""
+    out in-process. It uses sharded pub/sub (SPUBLISH / SSUBSCRIBE, Redis 7): on one server it
+    behaves as plain pub/sub, and a Redis Cluster delivers each doctor's channel on the shard
+    that owns it instead of broadcasting every message to every node. Redis pub/sub is
+    at-most-once: slot events carry a version, and a viewer that sees a gap recovers the
+    missed events from the outbox (hub.events.replay)."""
 
-    def __init__(self, redis: Redis, timeout: float, prefix: str = "hub:") -> None:
+    def __init__(self, redis: Redis | RedisCluster, timeout: float, prefix: str = "hub:") -> None:
         self._redis = redis
         self._timeout = timeout
         self._prefix = prefix
@@ -94,60 +98,87 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._stale = False  # some channels with sinks are not subscribed after an outage
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self._timeout):
             return await awaitable
 
     async def publish(self, channel: str, message: Message) -> None:
-        await self._call(self._redis.publish(self._prefix + channel, json.dumps(message)))
+        await self._call(self._redis.spublish(self._prefix + channel, json.dumps(message)))
 
     async def subscribe(self, channel: str, sink: Sink) -> None:
         async with self._lock:
             if self._fanout.add(channel, sink):
                 pubsub = await self._listening()
-                await self._call(pubsub.subscribe(self._prefix + channel))
+                await self._call(pubsub.ssubscribe(self._prefix + channel))
 
     async def unsubscribe(self, channel: str, sink: Sink) -> None:
         async with self._lock:
             if self._fanout.remove(channel, sink) and self._pubsub is not None:
                 with contextlib.suppress(RedisError, TimeoutError, OSError):
-                    await self._call(self._pubsub.unsubscribe(self._prefix + channel))
+                    await self._call(self._pubsub.sunsubscribe(self._prefix + channel))
 
     async def _listening(self) -> PubSub:
+        if isinstance(self._redis, RedisCluster):
+            # A cluster client learns the slot map on its first command; pub/sub needs it
+            # before that (idempotent once done).
+            await self._call(self._redis.initialize())
         if self._pubsub is None:
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             self._reader = asyncio.create_task(self._read(), name="hub-bus-reader")
         return self._pubsub
 
+    async def _next(self, pubsub: PubSub) -> dict[str, Any] | None:
+        message: dict[str, Any] | None
+        if isinstance(pubsub, ClusterPubSub):
+            # It holds one connection per shard and waits `timeout` on each in turn: keep the
+            # wait short so a message on one shard is not held up by the quiet others.
+            message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.02)
+        else:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        return message
+
     async def _read(self) -> None:
-        assert self._pubsub is not None
         while not self._closed:  # the flag, not only the cancel: see runtime._stop
+            pubsub = self._pubsub
+            assert pubsub is not None
             try:
-                if not self._pubsub.subscribed:
+                if self._stale:  # the last resubscription failed (Redis was still away)
+                    await asyncio.sleep(0.5)
+                    await self._resubscribe()
+                    continue
+                if not pubsub.subscribed:
                     await asyncio.sleep(0.05)
                     continue
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._next(pubsub)
             except (RedisError, OSError) as exc:
                 log.warning("bus reader lost Redis (%r); resubscribing", exc)
                 await asyncio.sleep(0.5)
                 await self._resubscribe()
                 continue
-            if message is None or message["type"] != "message":
+            if message is None or message["type"] != "smessage":
                 continue
             channel = message["channel"].decode()[len(self._prefix) :]
             self._fanout.deliver(channel, json.loads(message["data"]))
 
     async def _resubscribe(self) -> None:
         # After an outage the pub/sub connection is new: subscribe again to every channel
-        # with local sinks. What was published meanwhile is recovered by `replay`.
-        assert self._pubsub is not None
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
-            await self._pubsub.reset()
+        # with local sinks, or stay stale and let the reader try again. What was published
+        # meanwhile is recovered by `replay`.
+        async with self._lock:
+            assert self._pubsub is not None
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             channels = [self._prefix + channel for channel in self._fanout.sinks]
-            if channels:
-                await self._call(self._pubsub.subscribe(*channels))
+            try:
+                if channels:
+                    await self._call(self._pubsub.ssubscribe(*channels))
+                self._stale = False
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("resubscribing failed (%r); trying again", exc)
+                self._stale = True
 
     async def close(self) -> None:
         self._closed = True

@@ -22,6 +22,7 @@ class Settings:
     database_url: str
     secret_key: str = field(repr=False)
     redis_url: str | None = None
+    redis_cluster: bool = False
     token_ttl: int = 3600
     allowed_origins: tuple[str, ...] = ()
     host: str = "127.0.0.1"
@@ -60,6 +61,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             database_url=database_url,
             secret_key=secret,
             redis_url=config("REDIS_URL", default=None) or None,
+            redis_cluster=config("REDIS_CLUSTER", cast=bool, default=False),
             token_ttl=config("TOKEN_TTL", cast=int, default=3600),
             allowed_origins=tuple(
                 config("ALLOWED_ORIGINS", cast=CommaSeparatedStrings, default="")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from hub.errors import HoldsUnavailable, InvalidInput, SlotTaken, TooManyHolds
@@ -107,12 +107,16 @@ class HoldStore(Protocol):
 
 class RedisHolds:
     """Holds as Redis keys (SET NX PX + token-checked delete); every call gives up after
-    `timeout` seconds with HoldsUnavailable, so a slow Redis never stalls a request."""
+    `timeout` seconds with HoldsUnavailable, so a slow Redis never stalls a request.
 
-    def __init__(self, redis: Redis, timeout: float, prefix: str = "hub:") -> None:
+    Every key carries the hash tag `{holds}`, so on a Redis Cluster they live in one hash slot
+    and the scripts, which touch a slot key and three indexes at once, run atomically there.
+    Holds are small and short-lived: one shard carries them easily."""
+
+    def __init__(self, redis: Redis | RedisCluster, timeout: float, prefix: str = "hub:") -> None:
         self._redis = redis
         self._timeout = timeout
-        self._prefix = prefix
+        self._prefix = prefix + "{holds}:"
         self._take = redis.register_script(TAKE)
         self._release = redis.register_script(RELEASE)
         self._sweep = redis.register_script(SWEEP)

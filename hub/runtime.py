@@ -7,8 +7,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import events
@@ -38,26 +39,37 @@ class Hub:
     booking: Booking
     lifecycle: Lifecycle
     relay: Relay
-    redis: Redis | None
+    redis: Redis | RedisCluster | None
+
+
+def connect_redis(settings: Settings) -> Redis | RedisCluster:
+    """A client for HUB_REDIS_URL: one server, or with HUB_REDIS_CLUSTER any node of a Redis
+    Cluster (the client learns the others). Every call gives up after HUB_REDIS_TIMEOUT."""
+    assert settings.redis_url is not None
+    timeouts: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+    }
+    if settings.redis_cluster:
+        return RedisCluster.from_url(settings.redis_url, **timeouts)
+    return Redis.from_url(settings.redis_url, **timeouts)
 
 
 @asynccontextmanager
 async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
     """Create the engine, Redis client, locks and bus on the running loop; close them after."""
     engine = create_engine(settings.database_url)
-    redis: Redis | None = None
+    redis: Redis | RedisCluster | None = None
     holds: HoldStore
     bus: RedisBus | MemoryBus
     if settings.redis_url:
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.redis_timeout,
-            socket_connect_timeout=settings.redis_timeout,
-        )
+        redis = connect_redis(settings)
         holds = RedisHolds(redis, settings.redis_timeout)
         # Pub/sub ignores the database number; put it in the channel names, so hubs that
         # share a Redis server on different databases never hear each other.
-        database = redis.connection_pool.connection_kwargs.get("db", 0)
+        database = (
+            redis.connection_pool.connection_kwargs.get("db", 0) if isinstance(redis, Redis) else 0
+        )
         bus = RedisBus(redis, settings.redis_timeout, prefix=f"hub:{database}:")
     else:
         holds = MemoryHolds()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import count
 from pathlib import Path
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from sqlalchemy import Engine, create_engine, text
 from starlette.testclient import TestClient
 
@@ -21,6 +22,8 @@ from hub.config import Settings
 
 MARIADB_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
+CLUSTER_URL = os.environ.get("HUB_TEST_REDIS_CLUSTER_URL")  # any node of a Redis Cluster
+REDIS_KINDS = [*(["redis"] if REDIS_URL else []), *(["cluster"] if CLUSTER_URL else [])]
 BACKENDS = ["embedded", *(["mariadb"] if MARIADB_URL and REDIS_URL else [])]
 SECRET = "test-secret-key-that-is-long-enough-for-hs256-000"
 PASSWORD = "correct horse battery"
@@ -86,6 +89,24 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
     client.flushdb()
     client.close()
     yield test_settings(url, REDIS_URL, tmp_path)
+
+
+def async_redis(kind: str) -> aioredis.Redis | aioredis.RedisCluster:
+    """An asyncio client of the test Redis ("redis") or of the test Redis Cluster ("cluster")."""
+    if kind == "cluster":
+        assert CLUSTER_URL is not None
+        return aioredis.RedisCluster.from_url(CLUSTER_URL)
+    assert REDIS_URL is not None
+    return aioredis.Redis.from_url(REDIS_URL)
+
+
+def on_cluster(settings: Settings) -> Settings:
+    """`settings` with the test Redis Cluster in place of the single Redis, emptied first."""
+    assert CLUSTER_URL is not None
+    client = redis.RedisCluster.from_url(CLUSTER_URL)
+    client.flushdb()  # on every primary
+    client.close()
+    return replace(settings, redis_url=CLUSTER_URL, redis_cluster=True)
 
 
 def reset_mariadb(url: str) -> None:

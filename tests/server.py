@@ -68,6 +68,7 @@ def hub_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         **environ,
         "HUB_DATABASE_URL": settings.database_url,
         "HUB_REDIS_URL": settings.redis_url,
+        "HUB_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
         "HUB_SECRET_KEY": settings.secret_key,
         "HUB_DATA_DIR": str(data_dir),
         "HUB_ARGON2_TIME_COST": "1",

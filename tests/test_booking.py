@@ -106,9 +106,9 @@ class SlotFeed:
         database = client.connection_pool.connection_kwargs.get("db", 0)
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         self._closers += [client.close, pubsub.close]
-        pubsub.subscribe(f"hub:{database}:{channel}")
+        pubsub.ssubscribe(f"hub:{database}:{channel}")  # the hub publishes with SPUBLISH
         confirmation = pubsub.get_message(timeout=5)
-        assert confirmation is not None and confirmation["type"] == "subscribe"
+        assert confirmation is not None and confirmation["type"] == "ssubscribe"
         self._read = lambda: self._next_message(pubsub)
 
     @staticmethod

@@ -35,6 +35,17 @@ def test_empty_redis_url_means_no_redis(tmp_path: Path) -> None:
     assert _load(tmp_path, HUB_REDIS_URL="").redis_url is None
 
 
+@pytest.mark.parametrize(("value", "cluster"), [("true", True), ("1", True), ("false", False)])
+def test_redis_cluster_is_a_boolean(tmp_path: Path, value: str, cluster: bool) -> None:
+    assert _load(tmp_path, HUB_REDIS_CLUSTER=value).redis_cluster is cluster
+    assert _load(tmp_path).redis_cluster is False
+
+
+def test_a_redis_cluster_value_that_is_not_a_boolean_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        _load(tmp_path, HUB_REDIS_CLUSTER="yes please")
+
+
 def test_embedded_secret_is_kept_in_secret_key_with_mode_600(tmp_path: Path) -> None:
     settings = _load(tmp_path)
     path = tmp_path / SECRET_FILE

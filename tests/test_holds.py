@@ -22,10 +22,10 @@ from hub.config import Settings
 from hub.errors import HoldsUnavailable, InvalidInput, TooManyHolds
 from hub.events import Relay
 from hub.holds import Hold, HoldStore, MemoryHolds, RedisHolds, SlotHeld
-from tests.conftest import Actor, World, iso, next_workday, slot
+from tests.conftest import REDIS_KINDS, Actor, World, async_redis, iso, next_workday, slot
 
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
-STORES = ["memory", *(["redis"] if REDIS_URL else [])]
+STORES = ["memory", *REDIS_KINDS]
 needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="HUB_TEST_REDIS_URL is not set")
 LONG = 60_000  # ms: a hold that stays live for the whole test
 SHORT = 100  # ms: a hold that lapses during the test
@@ -45,8 +45,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[HoldStore]:
     if request.param == "memory":
         yield MemoryHolds()
         return
-    assert REDIS_URL is not None
-    client = Redis.from_url(REDIS_URL)
+    client = async_redis(request.param)
     await client.flushdb()
     try:
         yield RedisHolds(client, timeout=2.0)
@@ -54,11 +53,13 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[HoldStore]:
         await client.aclose()
 
 
-@pytest.fixture
-async def two_processes() -> AsyncIterator[tuple[RedisHolds, RedisHolds]]:
-    """Two RedisHolds on separate connections to one Redis, as two hub processes have."""
-    assert REDIS_URL is not None
-    first, second = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
+@pytest.fixture(params=REDIS_KINDS)
+async def two_processes(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[RedisHolds, RedisHolds]]:
+    """Two RedisHolds on separate connections to one Redis (or Cluster), as two hub
+    processes have."""
+    first, second = async_redis(request.param), async_redis(request.param)
     await first.flushdb()
     try:
         yield RedisHolds(first, timeout=2.0), RedisHolds(second, timeout=2.0)

@@ -467,7 +467,9 @@ def test_watch_since_the_current_version_is_just_resynced(world: World, client: 
         current = watch(peer, doctor)["version"]
     with connected(client, patient) as later:
         answer = watch(later, doctor, since=current)
-        assert later.drain() == []
+        # Nothing to replay. (The patient's own `appointment` feed may still deliver an event
+        # of the first connection's bookings: it goes to every connection they have open.)
+        assert [m for m in later.drain() if m["type"] == "slot"] == []
     assert answer["type"] == "resynced"
     assert answer["version"] == current == 3
 

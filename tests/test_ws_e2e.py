@@ -36,7 +36,7 @@ from hub.db import create_engine, session_factory
 from hub.events import KEEP
 from hub.models import Appointment
 from hub.ws import MAX_PENDING
-from tests.conftest import PASSWORD, insert_patients, iso, next_workday
+from tests.conftest import CLUSTER_URL, PASSWORD, insert_patients, iso, next_workday, on_cluster
 from tests.server import hub_processes, run_server
 
 VIEWERS = 50
@@ -328,10 +328,13 @@ async def hub_sessions(settings: Settings) -> AsyncIterator[Any]:
 # 1. 50 viewers on two processes, 20 changes alternating between them.
 
 
+@pytest.mark.parametrize("redis_kind", ["redis", *(["cluster"] if CLUSTER_URL else [])])
 async def test_fifty_viewers_on_two_processes_see_every_change_in_order(
-    settings: Settings, raw: Engine, backend: str, tmp_path: Path
+    settings: Settings, raw: Engine, backend: str, tmp_path: Path, redis_kind: str
 ) -> None:
     mariadb_only(backend)
+    if redis_kind == "cluster":  # holds on one shard, each doctor's channel on its own
+        settings = on_cluster(settings)
     viewer_ids = insert_patients(raw, VIEWERS, "viewer")
     actors = [bearer(settings, pid) for pid in insert_patients(raw, 10, "actor")]
     starts = offered_starts(15)
@@ -377,11 +380,12 @@ async def test_fifty_viewers_on_two_processes_see_every_change_in_order(
         assert viewer.states == truth
         assert not viewer.other and len(viewer.snapshots) == 1
     print(
-        f"\n[{backend}] {VIEWERS} viewers (25+25 on 2 processes) connected and snapshotted in "
-        f"{connected:.2f}s at version {v0}; 20 changes (REST, alternating) -> every viewer got "
-        f"versions {v0 + 1}..{target} ({VIEWERS * 20} slot frames, {collapsed} collapsed) in "
-        f"{delivered:.2f}s; {sum(s == 'booked' for s in truth.values())} of {len(truth)} "
-        "slots booked, equal in viewers, database and GET /slots on both processes"
+        f"\n[{backend}, {redis_kind}] {VIEWERS} viewers (25+25 on 2 processes) connected and "
+        f"snapshotted in {connected:.2f}s at version {v0}; 20 changes (REST, alternating) -> "
+        f"every viewer got versions {v0 + 1}..{target} ({VIEWERS * 20} slot frames, "
+        f"{collapsed} collapsed) in {delivered:.2f}s; "
+        f"{sum(s == 'booked' for s in truth.values())} of {len(truth)} slots booked, "
+        "equal in viewers, database and GET /slots on both processes"
     )
 
 

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis, RedisCluster
+
+from hub.bus import Bus, MemoryBus, Message, RedisBus, slot_channel
+from tests.conftest import REDIS_KINDS, REDIS_URL, async_redis
+
+DOCTORS = 40  # channels enough to land on every shard of a three-node cluster
+WAIT = 10.0
+
+
+class Inbox:
+    """A sink that keeps what it is given and can wait for it."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._arrived = asyncio.Event()
+
+    def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+        self._arrived.set()
+
+    async def until(self, count: int) -> list[Message]:
+        async with asyncio.timeout(WAIT):
+            while len(self.messages) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.messages
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
+async def buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus, Any]]:
+    """Two buses as two hub processes have them (the in-process bus is one process: the same
+    bus twice), and the Redis client behind them (None for the in-process bus)."""
+    if request.param == "memory":
+        bus = MemoryBus()
+        yield bus, bus, None
+        return
+    clients = [async_redis(request.param) for _ in range(3)]
+    await clients[0].flushdb()
+    await clients[2].ping()  # a cluster client learns its nodes on its first command
+    first, second = (RedisBus(client, timeout=2.0, prefix="test:") for client in clients[:2])
+    try:
+        yield first, second, clients[2]
+    finally:
+        await first.close()
+        await second.close()
+        for client in clients:
+            await client.aclose()
+
+
+async def _subscribed(bus: Bus, channel: str, inbox: Inbox) -> None:
+    await bus.subscribe(channel, inbox)
+    await asyncio.sleep(0.1)  # SSUBSCRIBE answered; give the reader a turn to start reading
+
+
+async def test_every_channel_reaches_its_sinks_on_another_process_in_order(
+    buses: tuple[Bus, Bus, Any],
+) -> None:
+    listener, publisher, _ = buses
+    inboxes = {doctor: Inbox() for doctor in range(1, DOCTORS + 1)}
+    for doctor, inbox in inboxes.items():
+        await _subscribed(listener, slot_channel(doctor), inbox)
+    for version in range(1, 6):
+        for doctor in inboxes:
+            await publisher.publish(slot_channel(doctor), {"doctor": doctor, "version": version})
+    for doctor, inbox in inboxes.items():
+        got = await inbox.until(5)
+        assert got == [{"doctor": doctor, "version": v} for v in range(1, 6)]
+
+
+async def test_one_channel_fans_out_to_every_local_sink(buses: tuple[Bus, Bus, Any]) -> None:
+    listener, publisher, client = buses
+    sinks = [Inbox() for _ in range(3)]
+    for sink in sinks:
+        await _subscribed(listener, slot_channel(7), sink)
+    if client is not None:  # one upstream subscription for the three sinks
+        node = (
+            client.get_node_from_key("test:doctor:7:slots")
+            if hasattr(client, "get_node_from_key")
+            else None
+        )
+        kwargs = {"target_nodes": node} if node is not None else {}
+        counts = await client.execute_command(
+            "PUBSUB", "SHARDNUMSUB", "test:doctor:7:slots", **kwargs
+        )
+        assert counts[1] == 1
+    await publisher.publish(slot_channel(7), {"n": 1})
+    for sink in sinks:
+        assert await sink.until(1) == [{"n": 1}]
+
+
+async def test_an_unsubscribed_sink_hears_nothing_more(buses: tuple[Bus, Bus, Any]) -> None:
+    listener, publisher, _ = buses
+    gone, staying = Inbox(), Inbox()
+    await _subscribed(listener, slot_channel(1), gone)
+    await _subscribed(listener, slot_channel(2), staying)
+    await listener.unsubscribe(slot_channel(1), gone)
+    await publisher.publish(slot_channel(1), {"n": 1})
+    await publisher.publish(slot_channel(2), {"n": 2})
+    assert await staying.until(1) == [{"n": 2}]
+    await asyncio.sleep(0.2)
+    assert gone.messages == []
+
+
+async def _subscribers(client: Any, channel: str) -> int:
+    """PUBSUB SHARDNUMSUB, asked of the node that owns the channel."""
+    options = {}
+    if isinstance(client, RedisCluster):
+        options["target_nodes"] = client.get_node_from_key(channel)
+    counts = await client.execute_command("PUBSUB", "SHARDNUMSUB", channel, **options)
+    return int(counts[1])
+
+
+async def _kill_subscriptions(client: Any) -> None:
+    if isinstance(client, RedisCluster):
+        for node in client.get_primaries():
+            await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub", target_nodes=node)
+    else:
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+
+async def _until_heard(publisher: Bus, channel: str, inbox: Inbox) -> float:
+    """Publish until the sink hears it; seconds it took."""
+    started = loop_time = asyncio.get_running_loop().time()
+    async with asyncio.timeout(WAIT):
+        while not inbox.messages:
+            await publisher.publish(channel, {"probe": True})
+            await asyncio.sleep(0.1)
+            loop_time = asyncio.get_running_loop().time()
+    return loop_time - started
+
+
+async def test_subscriptions_come_back_after_redis_drops_them(
+    buses: tuple[Bus, Bus, Any],
+) -> None:
+    listener, publisher, client = buses
+    if client is None:
+        pytest.skip("the in-process bus has no connection to lose")
+    inboxes = [Inbox() for _ in range(5)]
+    for doctor, inbox in enumerate(inboxes, 1):
+        await _subscribed(listener, slot_channel(doctor), inbox)
+    await _kill_subscriptions(client)
+    for doctor, inbox in enumerate(inboxes, 1):
+        await _until_heard(publisher, slot_channel(doctor), inbox)
+
+
+class Outage:
+    """A TCP proxy in front of Redis that can go away and come back on the same port, as a
+    restarted Redis does, without touching the Redis other tests share."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.mark.skipif(REDIS_URL is None, reason="HUB_TEST_REDIS_URL is not set")
+async def test_subscriptions_come_back_after_redis_was_away_for_a_while() -> None:
+    assert REDIS_URL is not None
+    target = urlsplit(REDIS_URL)
+    outage = Outage((target.hostname or "127.0.0.1", target.port or 6379))
+    await outage.up()
+    proxied = Redis.from_url(f"redis://127.0.0.1:{outage.port}{target.path}")
+    direct = Redis.from_url(REDIS_URL)
+    listener = RedisBus(proxied, timeout=2.0, prefix="test:")
+    publisher = RedisBus(direct, timeout=2.0, prefix="test:")
+    try:
+        before, after = Inbox(), Inbox()
+        await _subscribed(listener, slot_channel(3), before)
+        await _until_heard(publisher, slot_channel(3), before)
+        await outage.down()
+        # The reader notices, waits 0.5 s and resubscribes: refused, Redis is still away.
+        await asyncio.sleep(1.5)
+        await outage.up()
+        await listener.subscribe(slot_channel(4), after)  # a new watcher meanwhile, too
+        before.messages.clear()
+        await _until_heard(publisher, slot_channel(3), before)
+        await _until_heard(publisher, slot_channel(4), after)
+    finally:
+        await listener.close()
+        await publisher.close()
+        await proxied.aclose()
+        await direct.aclose()
+        await outage.down()
