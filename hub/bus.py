@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -16,6 +17,10 @@ log = logging.getLogger("hub.bus")
 
 Message = dict[str, Any]
 Sink = Callable[[Message], None]
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def slot_channel(doctor_id: int) -> str:
@@ -98,7 +103,8 @@ class RedisBus:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
-        self._stale = False  # some channels with sinks are not subscribed after an outage
+        self._stale = False  # Redis may not be sending some channel that has sinks: resubscribe
+        self._leaving: Counter[str] = Counter()  # our SUNSUBSCRIBEs not yet confirmed
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self._timeout):
@@ -109,13 +115,20 @@ class RedisBus:
 
     async def subscribe(self, channel: str, sink: Sink) -> None:
         async with self._lock:
-            if self._fanout.add(channel, sink):
+            if not self._fanout.add(channel, sink):
+                return
+            try:
                 pubsub = await self._listening()
                 await self._call(pubsub.ssubscribe(self._prefix + channel))
+            except BaseException:
+                # As if it never happened, so the next subscriber to the channel tries again.
+                self._fanout.remove(channel, sink)
+                raise
 
     async def unsubscribe(self, channel: str, sink: Sink) -> None:
         async with self._lock:
             if self._fanout.remove(channel, sink) and self._pubsub is not None:
+                self._leaving[self._prefix + channel] += 1
                 with contextlib.suppress(RedisError, TimeoutError, OSError):
                     await self._call(self._pubsub.sunsubscribe(self._prefix + channel))
 
@@ -125,67 +138,81 @@ class RedisBus:
             # before that (idempotent once done).
             await self._call(self._redis.initialize())
         if self._pubsub is None:
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub = self._redis.pubsub()
             self._reader = asyncio.create_task(self._read(), name="hub-bus-reader")
         return self._pubsub
 
-    async def _next(self, pubsub: PubSub) -> dict[str, Any] | None:
-        message: dict[str, Any] | None
-        if isinstance(pubsub, ClusterPubSub):
-            # It holds one connection per shard and waits `timeout` on each in turn: keep the
-            # wait short so a message on one shard is not held up by the quiet others.
-            message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=0.02)
-        else:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-        return message
-
     async def _read(self) -> None:
         while not self._closed:  # the flag, not only the cancel: see runtime._stop
-            pubsub = self._pubsub
-            assert pubsub is not None
             try:
-                if self._stale:  # the last resubscription failed (Redis was still away)
-                    await asyncio.sleep(0.5)
+                if self._stale:
                     await self._resubscribe()
-                    continue
-                if not pubsub.subscribed:
-                    await asyncio.sleep(0.05)
-                    continue
-                message = await self._next(pubsub)
-            except (RedisError, OSError) as exc:
-                log.warning("bus reader lost Redis (%r); resubscribing", exc)
+                message = await self._next()
+            except Exception as exc:  # Redis went away, or a library tripped over it
+                log.warning("bus reader lost Redis (%r); resubscribing in 0.5 s", exc)
+                self._stale = True
                 await asyncio.sleep(0.5)
-                await self._resubscribe()
                 continue
-            if message is None or message["type"] != "smessage":
-                continue
-            channel = message["channel"].decode()[len(self._prefix) :]
-            self._fanout.deliver(channel, json.loads(message["data"]))
+            if message is not None:
+                self._dispatch(message)
+
+    async def _next(self) -> dict[str, Any] | None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        message: dict[str, Any] | None
+        if not pubsub.subscribed:
+            await asyncio.sleep(0.05)
+            return None
+        if isinstance(pubsub, ClusterPubSub):
+            if not pubsub.node_pubsub_mapping:
+                raise RedisError("subscribed, but connected to no shard")
+            # It holds one connection per shard and waits `timeout` on each in turn: keep the
+            # wait short so a message on one shard is not held up by the quiet others.
+            message = await pubsub.get_sharded_message(timeout=0.02)
+        else:
+            message = await pubsub.get_message(timeout=1.0)
+        return message
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind, name = message["type"], _text(message["channel"])
+        channel = name[len(self._prefix) :]
+        if kind == "smessage":
+            try:
+                payload = json.loads(message["data"])
+            except ValueError:
+                log.warning("dropped an undecodable message on %s", name)
+                return
+            self._fanout.deliver(channel, payload)
+        elif kind == "sunsubscribe":
+            if self._leaving[name] > 0:
+                self._leaving[name] -= 1
+            elif channel in self._fanout.sinks:
+                # Redis dropped a channel we still listen to (its slot moved to another shard).
+                self._stale = True
 
     async def _resubscribe(self) -> None:
-        # After an outage the pub/sub connection is new: subscribe again to every channel
-        # with local sinks, or stay stale and let the reader try again. What was published
-        # meanwhile is recovered by `replay`.
+        # After an outage or a slot move: a new pub/sub connection, subscribed again to every
+        # channel with local sinks. What was published meanwhile is recovered by `replay`. A
+        # failure raises, and the reader tries again.
         async with self._lock:
-            assert self._pubsub is not None
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            old, self._pubsub = self._pubsub, self._redis.pubsub()
+            self._leaving.clear()
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()  # type: ignore[no-untyped-call]
+            if isinstance(self._redis, RedisCluster):  # shards may have moved: learn them again
+                await self._call(self._redis.nodes_manager.initialize())
             channels = [self._prefix + channel for channel in self._fanout.sinks]
-            try:
-                if channels:
-                    await self._call(self._pubsub.ssubscribe(*channels))
-                self._stale = False
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("resubscribing failed (%r); trying again", exc)
-                self._stale = True
+            if channels:
+                await self._call(self._pubsub.ssubscribe(*channels))
+            self._stale = False
 
     async def close(self) -> None:
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -215,3 +215,40 @@ async def test_subscriptions_come_back_after_redis_was_away_for_a_while() -> Non
         await proxied.aclose()
         await direct.aclose()
         await outage.down()
+
+
+async def _move_slot(client: RedisCluster, key: str) -> None:
+    """Hand the hash slot of `key` to another primary, as resharding or a failover does."""
+    slot = client.keyslot(key)
+    source = client.get_node_from_key(key)
+    target = next(node for node in client.get_primaries() if node.name != source.name)
+    ids = {}
+    for node in (source, target):
+        ids[node.name] = (
+            await client.execute_command("CLUSTER", "MYID", target_nodes=node)
+        ).decode()
+    await client.execute_command(
+        "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.name], target_nodes=target
+    )
+    await client.execute_command(
+        "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.name], target_nodes=source
+    )
+    for node in client.get_primaries():  # no keys live in the slot: hand it over at once
+        await client.execute_command(
+            "CLUSTER", "SETSLOT", slot, "NODE", ids[target.name], target_nodes=node
+        )
+    await client.nodes_manager.initialize()
+
+
+async def test_a_channel_whose_slot_moves_to_another_shard_is_heard_again(
+    buses: tuple[Bus, Bus, Any],
+) -> None:
+    listener, publisher, client = buses
+    if not isinstance(client, RedisCluster):
+        pytest.skip("a Redis Cluster moves slots")
+    inbox = Inbox()
+    await _subscribed(listener, slot_channel(5), inbox)
+    await _until_heard(publisher, slot_channel(5), inbox)
+    await _move_slot(client, "test:doctor:5:slots")
+    inbox.messages.clear()
+    await _until_heard(publisher, slot_channel(5), inbox)
