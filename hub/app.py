@@ -6,12 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from hub import db, ws
@@ -19,7 +22,7 @@ from hub.api import accounts, appointments, docs, schedules, specializations
 from hub.api.endpoint import Endpoint, http_error, server_error
 from hub.config import Settings
 from hub.errors import ConfigError
-from hub.runtime import open_hub
+from hub.runtime import Hub, open_hub
 
 log = logging.getLogger("hub")
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -59,6 +62,13 @@ async def prepare_schema(settings: Settings) -> None:
         )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (scrape every process; keep it off the public side
+    of the load balancer)."""
+    hub: Hub = request.app.state.hub
+    return Response(hub.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The hub as an ASGI app; its lifespan opens and closes every resource."""
 
@@ -72,6 +82,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes: list[BaseRoute] = [endpoint.route() for endpoint in ENDPOINTS]
     routes += docs.routes(ENDPOINTS)
+    routes.append(Route("/metrics", metrics, include_in_schema=False))
     routes.append(WebSocketRoute("/ws", ws.endpoint))
     if STATIC.is_dir():
         routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.bus import Bus, slot_channel
 from hub.db import SessionFactory
 from hub.errors import NotFound
+from hub.metrics import Metrics
 from hub.models import Appointment, OutboxEvent, Patient, Schedule
 
 log = logging.getLogger("hub.events")
@@ -181,9 +182,10 @@ class Relay:
     `flush` at once; every process also flushes on a timer, which publishes what a process
     that died between commit and publish left behind. A claim decides who publishes."""
 
-    def __init__(self, sessions: SessionFactory, bus: Bus) -> None:
+    def __init__(self, sessions: SessionFactory, bus: Bus, metrics: Metrics | None = None) -> None:
         self._sessions = sessions
         self._bus = bus
+        self._metrics = metrics or Metrics()
         self._lock = asyncio.Lock()
 
     async def flush(self) -> int:
@@ -217,6 +219,7 @@ class Relay:
                 ).all()
             for _id, channel, payload in claimed:
                 await self._bus.publish(channel, payload)
+                self._metrics.published.inc()
             async with self._sessions.begin() as session:
                 await session.execute(
                     update(OutboxEvent)

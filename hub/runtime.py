@@ -21,6 +21,7 @@ from hub.db import SessionFactory, create_engine, session_factory
 from hub.events import Relay
 from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
+from hub.metrics import Metrics
 
 log = logging.getLogger("hub")
 
@@ -40,6 +41,7 @@ class Hub:
     lifecycle: Lifecycle
     relay: Relay
     redis: Redis | RedisCluster | None
+    metrics: Metrics
 
 
 def connect_redis(settings: Settings) -> Redis | RedisCluster:
@@ -82,12 +84,13 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         engine.url.render_as_string(hide_password=True),
         "Redis" if redis else "in-process",
     )
-    relay = Relay(sessions, bus)
+    metrics = Metrics()
+    relay = Relay(sessions, bus, metrics)
     booking = Booking(
         sessions, holds, relay, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
     )
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(_sweep(booking, relay, stop), name="hub-sweeper")
+    sweeper = asyncio.create_task(_sweep(booking, relay, stop, metrics), name="hub-sweeper")
     try:
         yield Hub(
             settings=settings,
@@ -101,6 +104,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             lifecycle=Lifecycle(sessions, relay),
             relay=relay,
             redis=redis,
+            metrics=metrics,
         )
     finally:
         await _stop(sweeper, stop)
@@ -121,7 +125,9 @@ async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         await task
 
 
-async def _sweep(booking: Booking, relay: Relay, stop: asyncio.Event, every: float = 0.5) -> None:
+async def _sweep(
+    booking: Booking, relay: Relay, stop: asyncio.Event, metrics: Metrics, every: float = 0.5
+) -> None:
     # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
     # so a slot turns free for its viewers even when the process that made the hold has died;
     # and the relay publishes events a dead process committed but never published.
@@ -130,7 +136,7 @@ async def _sweep(booking: Booking, relay: Relay, stop: asyncio.Event, every: flo
         if stop.is_set():
             return
         try:
-            await booking.sweep()
+            metrics.lapsed.inc(await booking.sweep())
         except Exception as exc:  # the sweeper outlives a Redis or database outage
             log.warning("hold sweep failed: %r", exc)
         await relay.flush_quietly()

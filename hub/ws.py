@@ -141,18 +141,21 @@ class Session:
     async def reader(self) -> None:
         while True:
             text = await self.websocket.receive_text()
+            metrics = self.hub.metrics
             if not self._allowed():
                 self.refusals += 1
+                metrics.errors.labels("ws", "rate_limited").inc()
                 if self.refusals > REFUSALS_BEFORE_CLOSE:
-                    await self.websocket.close(Close.RATE_LIMITED, "rate limited")
+                    await _close(self.websocket, Close.RATE_LIMITED, "rate limited")
                     return
                 self.send({"type": "error", "code": "rate_limited", "message": "slow down"})
                 continue
             self.refusals = 0
             ref: Any = None
+            kind, outcome, started = "unparsed", "ok", time.perf_counter()
             try:
                 command = protocol.parse(text)
-                ref = command.get("ref")
+                kind, ref = command["type"], command.get("ref")
                 reply = await self.serve(command)
             except HubError as exc:
                 ref = ref if ref is not None else _raw_ref(text)
@@ -161,11 +164,16 @@ class Session:
                     reply["fields"] = exc.fields
                 if isinstance(exc, NotOffered):
                     reply["reason"] = exc.reason
+                outcome = exc.code
             except Exception:  # never a bare 1006: log it, answer it, keep the connection
                 log.exception("command failed")
                 reply = {"type": "error", "code": "internal", "message": "internal error"}
+                outcome = "internal"
             if _cancelling():  # a library turned our cancellation into an error: stop anyway
                 raise asyncio.CancelledError
+            metrics.commands.labels(kind, outcome).observe(time.perf_counter() - started)
+            if outcome != "ok":
+                metrics.errors.labels("ws", outcome).inc()
             if reply is None:
                 continue
             if ref is not None:
@@ -309,7 +317,7 @@ class Session:
         while True:
             left = self.expires - time.time()
             if left <= 0:
-                await self.websocket.close(Close.UNAUTHENTICATED, "token expired")
+                await _close(self.websocket, Close.UNAUTHENTICATED, "token expired")
                 return
             await asyncio.sleep(min(left, 30))
 
@@ -319,6 +327,12 @@ class Session:
         for doctor_id in list(self.watched):
             await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         await self.hub.bus.unsubscribe(self.feed, self.on_feed)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    hub: Hub = websocket.app.state.hub
+    hub.metrics.closes.labels(str(code)).inc()
+    await websocket.close(code, reason)
 
 
 def _cancelling() -> bool:
@@ -393,7 +407,7 @@ async def endpoint(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     registry: Registry = websocket.app.state.ws_sessions
     if not _origin_allowed(websocket, hub.settings.allowed_origins):
-        await websocket.close(Close.POLICY)  # before accept: the handshake is refused (403)
+        await _close(websocket, Close.POLICY)  # before accept: the handshake is refused (403)
         return
     await websocket.accept()
     try:
@@ -401,11 +415,13 @@ async def endpoint(websocket: WebSocket) -> None:
         if session is None:
             return
         if not registry.add(session):
-            await websocket.close(Close.RATE_LIMITED, "too many connections for this user")
+            await _close(websocket, Close.RATE_LIMITED, "too many connections for this user")
             return
+        hub.metrics.sessions.inc()
         try:
             await _run(session)
         finally:
+            hub.metrics.sessions.dec()
             registry.remove(session)
             await session.close_subscriptions()
     except WebSocketDisconnect:
@@ -414,7 +430,7 @@ async def endpoint(websocket: WebSocket) -> None:
         log.exception("WebSocket session failed")
         if websocket.application_state is not WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
-                await websocket.close(1011, "internal error")
+                await _close(websocket, 1011, "internal error")
 
 
 async def _authenticate(hub: Hub, websocket: WebSocket) -> Session | None:
@@ -422,7 +438,7 @@ async def _authenticate(hub: Hub, websocket: WebSocket) -> Session | None:
         async with asyncio.timeout(AUTH_TIMEOUT):
             text = await websocket.receive_text()
     except TimeoutError:
-        await websocket.close(Close.AUTH_TIMEOUT, "authenticate first")
+        await _close(websocket, Close.AUTH_TIMEOUT, "authenticate first")
         return None
     try:
         command = protocol.parse(text)
@@ -430,7 +446,7 @@ async def _authenticate(hub: Hub, websocket: WebSocket) -> Session | None:
             raise Unauthenticated("the first message must be auth")
         principal, expires = hub.tokens.decode(command["token"])
     except HubError as exc:
-        await websocket.close(Close.UNAUTHENTICATED, exc.detail[:120])
+        await _close(websocket, Close.UNAUTHENTICATED, exc.detail[:120])
         return None
     session = Session(hub, websocket, principal, expires)
     ready = {"type": "ready", "user": _user(principal), "expires_at": _iso(expires)}
@@ -461,4 +477,4 @@ async def _run(session: Session) -> None:
         # The close frame waits behind what the client has not read; give it a moment.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
-                await session.websocket.close(Close.TRY_AGAIN_LATER, "too slow: resync")
+                await _close(session.websocket, Close.TRY_AGAIN_LATER, "too slow: resync")

@@ -4,6 +4,7 @@ import asyncio
 
 from hub import runtime
 from hub.errors import HoldsUnavailable
+from hub.metrics import Metrics
 
 
 class SwallowingHolds:
@@ -15,7 +16,7 @@ class SwallowingHolds:
         self.swallow = True
         self.sweeping = asyncio.Event()
 
-    async def sweep(self) -> None:
+    async def sweep(self) -> int:
         self.sweeps += 1
         self.sweeping.set()
         try:
@@ -24,6 +25,7 @@ class SwallowingHolds:
             if not self.swallow:
                 raise
             raise HoldsUnavailable("holds are unavailable: TimeoutError") from None
+        return 0
 
 
 class Relay:
@@ -34,7 +36,7 @@ class Relay:
 async def test_the_sweeper_stops_even_when_its_cancellation_is_swallowed() -> None:
     holds = SwallowingHolds()
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(runtime._sweep(holds, Relay(), stop, every=0.01))  # type: ignore[arg-type]
+    sweeper = asyncio.create_task(runtime._sweep(holds, Relay(), stop, Metrics(), every=0.01))  # type: ignore[arg-type]
     await asyncio.wait_for(holds.sweeping.wait(), timeout=5)
     stopping = asyncio.create_task(runtime._stop(sweeper, stop))
     try:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -75,8 +76,16 @@ class Endpoint:
         return Route(self.path, self._serve, methods=[self.method], name=self.handler.__name__)
 
     async def _serve(self, request: Request) -> Response:
+        hub: Hub = request.app.state.hub
+        started = time.perf_counter()
+        response = await self._answer(hub, request)
+        hub.metrics.requests.labels(self.method, self.path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    async def _answer(self, hub: Hub, request: Request) -> Response:
         try:
-            hub: Hub = request.app.state.hub
             call = Call(hub, _principal(hub, request), request)
             if self.body is not None:
                 raw = await _payload(request, self.form)
@@ -86,6 +95,7 @@ class Endpoint:
                     raise invalid(exc, "the request body is invalid") from exc
             result = await self.handler(call)
         except HubError as exc:
+            hub.metrics.errors.labels("rest", exc.code).inc()
             return error_response(exc)
         if self.status == 204:
             return Response(status_code=204)
@@ -156,4 +166,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: logged with its trace, answered without one."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    hub: Hub | None = getattr(request.app.state, "hub", None)
+    if hub is not None:
+        hub.metrics.errors.labels("rest", "internal").inc()
     return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)
