@@ -36,7 +36,8 @@ def require(principal: Principal | None, *roles: Role) -> Principal:
     if principal is None:
         raise Unauthenticated("sign in first")
     if roles and principal.role not in roles:
-        raise Forbidden(f"only a {' or '.join(roles)} may do this")
+        names = " or ".join(f"{'an' if role[0] in 'aeiou' else 'a'} {role}" for role in roles)
+        raise Forbidden(f"only {names} may do this")
     return principal
 
 

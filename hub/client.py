@@ -67,7 +67,9 @@ async def run(args: argparse.Namespace, token: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.client", description=__doc__.split("\n")[0]
+        epilog="The password comes from HUB_PASSWORD, or a prompt.",
+        prog="python -m hub.client",
+        description=__doc__.split("\n")[0],
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--email", required=True)
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     shell = commands.add_parser("shell", help="send one JSON command per line of stdin")
     shell.add_argument("--wait", type=float, default=2.0)
     args = parser.parse_args(argv)
-    password = os.environ.get("HUB_PASSWORD") or getpass.getpass("password: ")
+    try:
+        password = os.environ.get("HUB_PASSWORD") or getpass.getpass("password: ")
+    except EOFError:
+        print("hub.client: no password: set HUB_PASSWORD or run it in a terminal", file=sys.stderr)
+        return 2
     try:
         token = login(args.url.rstrip("/"), args.role, args.email, password)
     except OSError as exc:

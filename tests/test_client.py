@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +44,19 @@ def test_client_reports_a_failed_sign_in_plainly(
         code = client.main(["--url", url, "--email", "nobody@example.org", "send", "{}"])
     assert code == 2
     assert "cannot sign in" in capsys.readouterr().err
+
+
+def test_client_without_a_password_or_a_terminal_says_how_to_give_one() -> None:
+    environ = {k: v for k, v in os.environ.items() if k != "HUB_PASSWORD"}
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.client", "--email", "a@example.org", "watch", "1"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=environ,
+        start_new_session=True,  # no controlling terminal for getpass to open
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "set HUB_PASSWORD" in done.stderr
+    assert "Traceback" not in done.stderr

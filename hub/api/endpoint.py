@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from hub.runtime import Hub
 log = logging.getLogger("hub.api")
 Model = TypeVar("Model", bound=BaseModel)
 MAX_BODY = 64 * 1024
+CONVERTER = re.compile(r"{(\w+):\w+}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,8 @@ class Endpoint:
         hub: Hub = request.app.state.hub
         started = time.perf_counter()
         response = await self._answer(hub, request)
-        hub.metrics.requests.labels(self.method, self.path, str(response.status_code)).observe(
+        route = CONVERTER.sub(r"{\1}", self.path)  # as OpenAPI writes it: {id}, not {id:int}
+        hub.metrics.requests.labels(self.method, route, str(response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
