@@ -1,8 +1,6 @@
 # syntax=docker/dockerfile:1
-# The hub as a container. Run from /app with the source tree there: hub/app.py serves
-# Path(hub.__file__).parent.parent / "static", so the imported package must be /app/hub
-# (PYTHONPATH=/app puts it ahead of the copy `pip install .` leaves in site-packages,
-# whose parent directory has no static/), with static/ beside it at /app/static.
+# The hub as a container: the package (with the browser apps inside it as hub/static) is
+# installed into a virtual environment in the build stage and copied into a slim runtime.
 
 # --- build: the hub and its dependencies, installed into a virtual environment ---
 FROM python:3.11-slim AS build
@@ -14,16 +12,17 @@ RUN python -m venv /opt/venv
 ENV PATH="/opt/venv/bin:$PATH"
 
 WORKDIR /src
-# pyproject.toml reads README.md (readme) and hub/__init__.py (version) at build time
+# pyproject.toml reads README.md (readme) and hub/__init__.py (version) at build time, and
+# packages static/ as hub/static
 COPY pyproject.toml README.md ./
 COPY hub ./hub
-RUN pip install .
+COPY static ./static
+RUN pip install . && cd / && python -c "import hub.app; assert hub.app.STATIC.is_dir()"
 
 # --- runtime ---
 FROM python:3.11-slim
 
 ENV PATH="/opt/venv/bin:$PATH" \
-    PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HUB_HOST=0.0.0.0 \
@@ -39,11 +38,7 @@ RUN groupadd --system --gid 10001 hub \
 
 COPY --from=build /opt/venv /opt/venv
 
-WORKDIR /app
-COPY hub ./hub
-COPY static ./static
-RUN python -m compileall -q hub
-
+WORKDIR /var/lib/hub
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \

@@ -25,7 +25,10 @@ from hub.errors import ConfigError
 from hub.runtime import Hub, open_hub
 
 log = logging.getLogger("hub")
-STATIC = Path(__file__).resolve().parent.parent / "static"
+# The browser apps: hub/static inside an installed wheel, static/ beside the package in a source
+# tree (and an editable install).
+PACKAGED = Path(__file__).resolve().parent / "static"
+STATIC = PACKAGED if PACKAGED.is_dir() else PACKAGED.parent.parent / "static"
 ENDPOINTS: list[Endpoint] = [
     *accounts.ENDPOINTS,
     *schedules.ENDPOINTS,
