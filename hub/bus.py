@@ -19,10 +19,6 @@ Message = dict[str, Any]
 Sink = Callable[[Message], None]
 
 
-def _text(name: bytes | str) -> str:
-    return name.decode() if isinstance(name, bytes) else name
-
-
 def slot_channel(doctor_id: int) -> str:
     return f"doctor:{doctor_id}:slots"
 
@@ -174,7 +170,7 @@ class RedisBus:
         return message
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        kind, name = message["type"], _text(message["channel"])
+        kind, name = message["type"], message["channel"].decode()
         channel = name[len(self._prefix) :]
         if kind == "smessage":
             try:

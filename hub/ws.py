@@ -139,9 +139,9 @@ class Session:
     # -- commands ------------------------------------------------------------------------
 
     async def reader(self) -> None:
+        metrics = self.hub.metrics
         while True:
             text = await self.websocket.receive_text()
-            metrics = self.hub.metrics
             if not self._allowed():
                 self.refusals += 1
                 metrics.errors.labels("ws", "rate_limited").inc()

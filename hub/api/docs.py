@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hub import __version__, asyncapi
-from hub.api.endpoint import Endpoint
+from hub.api.endpoint import PATH_PARAM, Endpoint
 from hub.schemas import ErrorOut
 
 REF = "#/components/schemas/{model}"
-PATH_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
 REASONS = {
     401: "Not signed in, or the token is invalid or expired",
     403: "Signed in, but not allowed to do this",
@@ -65,7 +63,7 @@ def openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     error = schemas.of(ErrorOut, "serialization")
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
-        path = PATH_PARAM.sub(r"{\1}", endpoint.path)
+        path = endpoint.template
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
             for name, _ in PATH_PARAM.findall(endpoint.path)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from hub.runtime import Hub
 log = logging.getLogger("hub.api")
 Model = TypeVar("Model", bound=BaseModel)
 MAX_BODY = 64 * 1024
-CONVERTER = re.compile(r"{(\w+):\w+}")
+PATH_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")  # {name} or {name:converter}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +75,20 @@ class Endpoint:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = field(default=())
 
-    def route(self) -> Route:
-        return Route(self.path, self._serve, methods=[self.method], name=self.handler.__name__)
+    @property
+    def template(self) -> str:
+        """The path as OpenAPI writes it: `{id}`, not `{id:int}`."""
+        return PATH_PARAM.sub(r"{\1}", self.path)
 
-    async def _serve(self, request: Request) -> Response:
+    def route(self) -> Route:
+        serve = functools.partial(self._serve, self.template)  # the metrics label, made once
+        return Route(self.path, serve, methods=[self.method], name=self.handler.__name__)
+
+    async def _serve(self, template: str, request: Request) -> Response:
         hub: Hub = request.app.state.hub
         started = time.perf_counter()
         response = await self._answer(hub, request)
-        route = CONVERTER.sub(r"{\1}", self.path)  # as OpenAPI writes it: {id}, not {id:int}
-        hub.metrics.requests.labels(self.method, route, str(response.status_code)).observe(
+        hub.metrics.requests.labels(self.method, template, str(response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
