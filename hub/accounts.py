@@ -1,19 +1,24 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TypeVar
+import enum
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import TypeVar
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
+from hub import access, catalog
 from hub.auth import Passwords, Principal, Role, Token, Tokens, require
-from hub.availability import Availability
+from hub.constraints import duplicates, lacks_parent
 from hub.db import SessionFactory
-from hub.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound
-from hub.models import Admin, Appointment, Doctor, Patient, Schedule, Specialization
-from hub.schedules import row_fields
-from hub.schemas import DoctorCreate, PatientCreate, PersonUpdate
+from hub.errors import EmailTaken, InvalidCredentials, NotFound
+from hub.models import Admin, Appointment, Doctor, Gender, Patient, Specialization
+from hub.schedules import new_schedule
 
 Account = TypeVar("Account", Patient, Doctor)
 Row = TypeVar("Row", Patient, Doctor, Admin)
@@ -22,6 +27,44 @@ TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin]] = {
     Role.doctor: Doctor,
     Role.admin: Admin,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class NewPerson:
+    """What registering a patient or a doctor takes."""
+
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    gender: Gender
+    phone: str
+    address: str | None = None
+
+
+class Keep(enum.Enum):
+    """What a PersonChanges field holds when it is not to change."""
+
+    keep = "keep"
+
+
+KEEP = Keep.keep
+
+
+@dataclass(frozen=True, slots=True)
+class PersonChanges:
+    """What to change in a patient's or a doctor's record: a field left at KEEP keeps its
+    value; `address=None` clears the address."""
+
+    first_name: str | Keep = KEEP
+    last_name: str | Keep = KEEP
+    date_of_birth: date | Keep = KEEP
+    gender: Gender | Keep = KEEP
+    email: str | Keep = KEEP
+    phone: str | Keep = KEEP
+    address: str | Keep | None = KEEP
+    password: str | Keep = KEEP
 
 
 async def login(
@@ -39,55 +82,52 @@ async def login(
         account: Patient | Doctor | Admin | None = await session.scalar(
             select(table).where(table.email == email.lower())
         )
+    # The connection is back in the pool before argon2 starts.
     if account is None:
-        passwords.verify_missing(password)
-    elif passwords.verify(account.password_hash, password):
+        await passwords.verify_missing(password)
+    elif await passwords.verify(account.password_hash, password):
         return tokens.issue(Principal(role, account.id))
     raise InvalidCredentials("wrong email or password")
 
 
 async def register_patient(
-    sessions: SessionFactory, passwords: Passwords, data: PatientCreate
+    sessions: SessionFactory, passwords: Passwords, person: NewPerson
 ) -> Patient:
     """A new patient account."""
-    patient = Patient(**_fields(data, passwords))
-    return await _insert(sessions, patient)
+    return await _insert(sessions, Patient(**await _columns(person, passwords)))
 
 
 async def register_doctor(
-    sessions: SessionFactory, passwords: Passwords, data: DoctorCreate
+    sessions: SessionFactory, passwords: Passwords, person: NewPerson, specialization_id: int
 ) -> Doctor:
     """A new doctor account in an existing specialization."""
-    async with sessions() as session:
-        await _specialization(session, data.specialization_id)
-    doctor = Doctor(**_fields(data, passwords))
-    try:
+    doctor = Doctor(specialization_id=specialization_id, **await _columns(person, passwords))
+    with _refusals(Doctor.__tablename__, specialization_id):
         async with sessions.begin() as session:
+            await catalog.specialization(session, specialization_id)
             session.add(doctor)
             await session.flush()
-            session.add(Schedule(doctor_id=doctor.id, **row_fields(Availability())))
-    except IntegrityError as exc:
-        raise EmailTaken("an account with this email already exists") from exc
+            session.add(new_schedule(doctor.id))
     return await get_doctor(sessions, doctor.id)
 
 
 async def create_admin(
-    sessions: SessionFactory, passwords: Passwords, email: str, pw: str
+    sessions: SessionFactory, passwords: Passwords, email: str, password: str
 ) -> Admin:
     """A new admin account (the CLI's `create-admin`)."""
-    return await _insert(sessions, Admin(email=email.lower(), password_hash=passwords.hash(pw)))
+    admin = Admin(email=email.lower(), password_hash=await passwords.hash(password))
+    return await _insert(sessions, admin)
 
 
 async def get_patient(sessions: SessionFactory, principal: Principal | None, pid: int) -> Patient:
     """A patient record: for that patient, admins, and doctors they have appointments with."""
     caller = require(principal)
     async with sessions() as session:
-        if not (
-            caller.role is Role.admin
-            or caller.is_(Role.patient, pid)
-            or (caller.role is Role.doctor and await _treats(session, caller.id, pid))
-        ):
-            raise Forbidden("you may not read this patient's record")
+        access.ensure(
+            access.manages_patient(caller, pid)
+            or (access.is_doctor(caller) and await _treats(session, caller.id, pid)),
+            "you may not read this patient's record",
+        )
         patient = await session.get(Patient, pid)
     if patient is None:
         raise NotFound(f"patient {pid} not found")
@@ -98,7 +138,7 @@ async def list_patients(sessions: SessionFactory, principal: Principal | None) -
     """All patients for admins; a doctor's own patients for a doctor."""
     caller = require(principal, Role.admin, Role.doctor)
     query = select(Patient).order_by(Patient.id)
-    if caller.role is Role.doctor:
+    if access.is_doctor(caller):
         query = query.where(
             exists().where(Appointment.patient_id == Patient.id, Appointment.doctor_id == caller.id)
         )
@@ -111,29 +151,21 @@ async def update_patient(
     passwords: Passwords,
     principal: Principal | None,
     pid: int,
-    data: PersonUpdate,
+    changes: PersonChanges,
 ) -> Patient:
     """Change a patient's record: that patient or an admin."""
-    caller = require(principal)
-    if not (caller.role is Role.admin or caller.is_(Role.patient, pid)):
-        raise Forbidden("you may not change this patient's record")
-    return await _update(sessions, passwords, Patient, pid, data)
+    allowed = access.manages_patient(require(principal), pid)
+    access.ensure(allowed, "you may not change this patient's record")
+    return await _update(sessions, passwords, Patient, pid, changes)
 
 
 async def get_doctor(sessions: SessionFactory, did: int) -> Doctor:
-    """A doctor; which fields a caller may see is `sees_doctor_in_full`."""
+    """A doctor; `access.manages_doctor` says who may see more than the public profile."""
     async with sessions() as session:
-        doctor = await session.get(Doctor, did)
+        doctor = await session.get(Doctor, did, options=[joinedload(Doctor.specialization)])
     if doctor is None:
         raise NotFound(f"doctor {did} not found")
     return doctor
-
-
-def sees_doctor_in_full(principal: Principal | None, did: int) -> bool:
-    """Anyone sees a doctor's public profile; the doctor and admins see everything."""
-    return principal is not None and (
-        principal.role is Role.admin or principal.is_(Role.doctor, did)
-    )
 
 
 async def list_doctors(
@@ -142,7 +174,7 @@ async def list_doctors(
     specialization: str | None = None,
 ) -> Sequence[Doctor]:
     """Doctors, optionally of one specialization (by id or by name)."""
-    query = select(Doctor).order_by(Doctor.id)
+    query = select(Doctor).options(joinedload(Doctor.specialization)).order_by(Doctor.id)
     if specialization_id is not None:
         query = query.where(Doctor.specialization_id == specialization_id)
     if specialization is not None:
@@ -157,13 +189,14 @@ async def update_doctor(
     passwords: Passwords,
     principal: Principal | None,
     did: int,
-    data: PersonUpdate,
+    changes: PersonChanges,
+    specialization_id: int | None = None,
 ) -> Doctor:
-    """Change a doctor's record: that doctor or an admin."""
-    caller = require(principal)
-    if not (caller.role is Role.admin or caller.is_(Role.doctor, did)):
-        raise Forbidden("you may not change this doctor's record")
-    await _update(sessions, passwords, Doctor, did, data)
+    """Change a doctor's record (and, given `specialization_id`, their specialization):
+    that doctor or an admin."""
+    allowed = access.manages_doctor(require(principal), did)
+    access.ensure(allowed, "you may not change this doctor's record")
+    await _update(sessions, passwords, Doctor, did, changes, specialization_id)
     return await get_doctor(sessions, did)
 
 
@@ -174,30 +207,36 @@ async def _treats(session: AsyncSession, doctor_id: int, patient_id: int) -> boo
     return bool(await session.scalar(query))
 
 
-async def _specialization(session: AsyncSession, sid: int) -> Specialization:
-    found = await session.get(Specialization, sid)
-    if found is None:
-        raise NotFound(f"specialization {sid} not found")
-    return found
+async def _columns(person: NewPerson | PersonChanges, passwords: Passwords) -> dict[str, object]:
+    # Hashed before any transaction opens: no connection waits on argon2.
+    given = {field.name: getattr(person, field.name) for field in fields(person)}
+    columns: dict[str, object] = {name: v for name, v in given.items() if v is not KEEP}
+    email = columns.get("email")
+    if isinstance(email, str):
+        columns["email"] = email.lower()
+    password = columns.pop("password", None)
+    if isinstance(password, str):
+        columns["password_hash"] = await passwords.hash(password)
+    return columns
 
 
-def _fields(
-    data: PersonUpdate | PatientCreate | DoctorCreate, passwords: Passwords
-) -> dict[str, Any]:
-    fields = data.model_dump(exclude_unset=True)
-    if "email" in fields:
-        fields["email"] = fields["email"].lower()
-    if "password" in fields:
-        fields["password_hash"] = passwords.hash(fields.pop("password"))
-    return fields
+@contextmanager
+def _refusals(table: str, specialization_id: int | None = None) -> Iterator[None]:
+    # Only the refusals we can name: anything else is a bug, and a 500 says so.
+    try:
+        yield
+    except IntegrityError as exc:
+        if duplicates(exc, table, "email"):
+            raise EmailTaken("an account with this email already exists") from exc
+        if specialization_id is not None and lacks_parent(exc, "specialization_id"):
+            raise catalog.missing(specialization_id) from exc
+        raise
 
 
 async def _insert(sessions: SessionFactory, row: Row) -> Row:
-    try:
+    with _refusals(row.__tablename__):
         async with sessions.begin() as session:
             session.add(row)
-    except IntegrityError as exc:
-        raise EmailTaken("an account with this email already exists") from exc
     return row
 
 
@@ -206,18 +245,18 @@ async def _update(
     passwords: Passwords,
     table: type[Account],
     row_id: int,
-    data: PersonUpdate,
+    changes: PersonChanges,
+    specialization_id: int | None = None,
 ) -> Account:
-    fields = _fields(data, passwords)
-    try:
+    columns = await _columns(changes, passwords)
+    with _refusals(table.__tablename__, specialization_id):
         async with sessions.begin() as session:
             row = await session.get(table, row_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"{table.__tablename__[:-1]} {row_id} not found")
-            if "specialization_id" in fields:
-                await _specialization(session, fields["specialization_id"])
-            for name, value in fields.items():
+            if specialization_id is not None:
+                await catalog.specialization(session, specialization_id)
+                columns["specialization_id"] = specialization_id
+            for name, value in columns.items():
                 setattr(row, name, value)
-    except IntegrityError as exc:
-        raise EmailTaken("an account with this email already exists") from exc
     return row

@@ -5,6 +5,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DBAPIError
@@ -20,16 +21,18 @@ from starlette.staticfiles import StaticFiles
 from hub import db, ws
 from hub.api import accounts, appointments, docs, schedules, specializations
 from hub.api.endpoint import Endpoint, http_error, server_error
+from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.errors import ConfigError
-from hub.runtime import Hub, open_hub
+from hub.runtime import open_hub
+from hub.state import Registry, State
 
 log = logging.getLogger("hub")
 # The browser apps: hub/static inside an installed wheel, static/ beside the package in a source
 # tree (and an editable install).
 PACKAGED = Path(__file__).resolve().parent / "static"
 STATIC = PACKAGED if PACKAGED.is_dir() else PACKAGED.parent.parent / "static"
-ENDPOINTS: list[Endpoint] = [
+ENDPOINTS: list[Endpoint[Any, Any]] = [
     *accounts.ENDPOINTS,
     *schedules.ENDPOINTS,
     *specializations.ENDPOINTS,
@@ -65,23 +68,20 @@ async def prepare_schema(settings: Settings) -> None:
         )
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request[State]) -> Response:
     """Prometheus metrics of this process (scrape every process; keep it off the public side
     of the load balancer)."""
-    hub: Hub = request.app.state.hub
-    return Response(hub.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.state["hub"].metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
     """The hub as an ASGI app; its lifespan opens and closes every resource."""
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
         await prepare_schema(settings)
-        async with open_hub(settings) as hub:
-            app.state.hub = hub
-            app.state.ws_sessions = ws.Registry()
-            yield
+        async with open_hub(settings, clock=clock) as hub:
+            yield {"hub": hub, "connections": Registry()}
 
     routes: list[BaseRoute] = [endpoint.route() for endpoint in ENDPOINTS]
     routes += docs.routes(ENDPOINTS)

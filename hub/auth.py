@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import enum
+import os
 import time
 from dataclasses import dataclass
 
+import anyio
 import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -49,25 +51,36 @@ class Token:
 
 
 class Passwords:
-    """argon2id hashing; `verify_missing` spends the same time as a real check."""
+    """argon2id hashing in worker threads, at most `workers` at once (default: one per CPU).
 
-    def __init__(self, time_cost: int, memory_kib: int) -> None:
+    One check costs ~130 ms of CPU at the default cost: on the event loop it would stop every
+    socket of the process, and in unbounded threads a login flood would take every thread. The
+    callers hold no database connection while they wait here."""
+
+    def __init__(self, time_cost: int, memory_kib: int, *, workers: int | None = None) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, type=Type.ID)
         self._dummy = self._hasher.hash("not a password anyone has")
+        self._limiter = anyio.CapacityLimiter(workers or os.cpu_count() or 1)
 
-    def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
 
-    def verify(self, password_hash: str, password: str) -> bool:
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await anyio.to_thread.run_sync(
+            self._check, password_hash, password, limiter=self._limiter
+        )
+
+    async def verify_missing(self, password: str) -> bool:
+        """False, after the work of a real check: an unknown email must cost what a wrong
+        password costs, or timing tells them apart."""
+        await self.verify(self._dummy, password)
+        return False
+
+    def _check(self, password_hash: str, password: str) -> bool:
         try:
             return self._hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-
-    def verify_missing(self, password: str) -> bool:
-        # An unknown email must cost what a wrong password costs, or timing tells them apart.
-        self.verify(self._dummy, password)
-        return False
 
 
 class Tokens:

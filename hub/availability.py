@@ -4,10 +4,12 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from hub.errors import NotOffered
 
+SlotState = Literal["free", "held", "booked"]
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -71,7 +73,7 @@ class Availability:
 class Slot:
     start: datetime
     end: datetime
-    state: str  # free | held | booked
+    state: SlotState
 
 
 def _to_utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
@@ -168,7 +170,7 @@ def calendar(
             if taken_start >= end or busy:
                 break
             busy = start < taken_end
-        state = "booked" if busy else "held" if start in held else "free"
+        state: SlotState = "booked" if busy else "held" if start in held else "free"
         slots.append(Slot(start, end, state))
     return slots
 

@@ -1,51 +1,59 @@
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, cast
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import availability, events, schedules
+from hub import access, appointments, availability, events, idempotency, schedules
 from hub.auth import Principal, Role, require
-from hub.availability import Availability, Slot
+from hub.clock import Clock, utcnow
 from hub.db import SessionFactory, transaction
 from hub.errors import (
     AlreadyBooked,
-    Forbidden,
     HoldExpired,
     HoldsUnavailable,
-    IdempotencyMismatch,
     InvalidInput,
-    InvalidTransition,
     NotFound,
     PatientBusy,
     SlotTaken,
-    TooLate,
 )
 from hub.events import Relay
 from hub.holds import Hold, HoldStore, SlotHeld
-from hub.models import Appointment, AppointmentEvent, IdempotencyKey, Patient, Status
-from hub.schedules import Policy
+from hub.idempotency import KEY_LIFETIME, Key, Replayed
+from hub.models import Appointment, Patient, Status
+from hub.protocol import AppointmentChange
 
 log = logging.getLogger("hub.booking")
 
-Clock = Callable[[], datetime]
 CLAIM_MS = 10_000  # how long a direct booking holds its slot while it writes
-KEY_LIFETIME = timedelta(hours=48)  # an Idempotency-Key answers retries for at least this long
+# What a booking or a reschedule writes under its claim, given the start (in UTC): the new
+# appointment's id.
+Write = Callable[[AsyncSession, datetime], Awaitable[int]]
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The slot a booking or a reschedule asks for, and the patient's hold on it if named."""
+
+    doctor_id: int
+    start: datetime
+    hold: Hold | None = None
 
 
-def actor(principal: Principal) -> dict[str, object]:
-    return {"actor_role": principal.role.value, "actor_id": principal.id}
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The hold a write runs under (None without holds: the database guard alone decides),
+    whether it is the patient's own hold from before (kept if the write fails), and whether
+    the hold the patient named had lapsed."""
+
+    hold: Hold | None
+    kept: bool = False
+    lapsed: bool = False
 
 
 class Booking:
@@ -76,7 +84,7 @@ class Booking:
         caller = require(principal, Role.patient)
         start = await self._offered(doctor_id, start)
         async with self._sessions() as session:
-            if await _booked(session, doctor_id, start):
+            if await events.is_booked(session, doctor_id, start):
                 raise SlotTaken("this slot is already booked")
         current = await self._holds.holder(doctor_id, start)
         if current is not None and current.patient_id == caller.id:
@@ -96,8 +104,7 @@ class Booking:
         """Give a held slot back: only the patient who holds it."""
         caller = require(principal, Role.patient)
         hold = Hold.parse(hold_id)
-        if hold.patient_id != caller.id:
-            raise Forbidden("only its holder releases a hold")
+        access.ensure(hold.patient_id == caller.id, "only its holder releases a hold")
         if not await self._holds.release(hold):
             raise NotFound("no such live hold")
         await self._announce(hold.doctor_id, hold.start, "free")
@@ -115,37 +122,28 @@ class Booking:
         """Book a slot for the calling patient, from their hold or directly. Returns the
         appointment and whether it is the replay of an earlier request with the same key."""
         caller = require(principal, Role.patient)
-        if patient_id is not None and patient_id != caller.id:
-            raise Forbidden("a patient books only for themselves")
-        doctor_id, start, hold = _target(caller, doctor_id, start, hold_id)
-        fingerprint = _fingerprint(doctor_id, start, hold_id)
+        access.ensure(patient_id in (None, caller.id), "a patient books only for themselves")
+        target = _target(caller.id, doctor_id, start, hold_id)
+        key = None
         if idempotency_key is not None:
-            replay = await self._replay(caller.id, idempotency_key, fingerprint)
-            if replay is not None:
-                return replay, True
-        start = await self._offered(doctor_id, start)
-        claim, kept, lapsed = await self._claim(caller.id, doctor_id, start, hold)
-        done = False
+            key = Key.of(caller.id, idempotency_key, target.doctor_id, target.start, hold_id)
+            first = await idempotency.replay(self._sessions, key)
+            if first is not None:
+                return await self._get(first), True
+
+        async def write(session: AsyncSession, start: datetime) -> int:
+            return await _insert(session, caller, target.doctor_id, start, self._clock(), key=key)
+
         try:
-            row_id = await transaction(
-                self._sessions,
-                lambda session: self._insert(
-                    session, caller, doctor_id, start, key=(idempotency_key, fingerprint)
-                ),
-            )
-            done = True
-        except SlotTaken as exc:
-            if lapsed:
-                raise HoldExpired("your hold expired and the slot was taken") from exc
-            raise
-        except _Replayed:
-            assert idempotency_key is not None
-            return await self._get(await self._key_target(caller.id, idempotency_key)), True
-        finally:
-            if done or not kept:  # a failed booking leaves the patient's own hold in place
-                await self._let_go(claim)
-        await self._relay.flush_quietly()
-        return await self._get(row_id), False
+            return await self._claimed(caller.id, target, write), False
+        except Replayed:
+            assert key is not None
+            # A concurrent request with this key committed first: its appointment, or 422
+            # when that request was for another slot.
+            first = await idempotency.replay(self._sessions, key)
+            if first is None:
+                raise SlotTaken("this slot is already booked") from None
+            return await self._get(first), True
 
     async def reschedule(
         self,
@@ -154,111 +152,40 @@ class Booking:
         start: datetime | None,
         hold_id: str | None = None,
     ) -> Appointment:
-        """Move an appointment to another start (or to a held slot) of the same doctor in one
-        transaction: the patient ends with the old appointment or the new one, never both."""
+        """Move an appointment to another start or to a held slot (exactly one of them) of
+        the same doctor in one transaction: the patient ends with the old appointment or the
+        new one, never both, never neither."""
+        if (start is None) == (hold_id is None):
+            raise InvalidInput(
+                "give exactly one of start and hold_id",
+                [{"field": "start", "message": "or hold_id, exactly one"}],
+            )
         caller = require(principal)
         async with self._sessions() as session:
-            old = await session.get(Appointment, appointment_id)
-        if old is None:
-            raise NotFound(f"appointment {appointment_id} not found")
-        if not (
-            caller.role is Role.admin
-            or caller.is_(Role.patient, old.patient_id)
-            or caller.is_(Role.doctor, old.doctor_id)
-        ):
-            raise Forbidden("you may not reschedule this appointment")
+            old = await appointments.find(session, appointment_id)
+        access.ensure(
+            access.party_to(caller, doctor_id=old.doctor_id, patient_id=old.patient_id),
+            "you may not reschedule this appointment",
+        )
         patient = Principal(Role.patient, old.patient_id)
-        doctor_id, start, hold = _target(patient, old.doctor_id, start, hold_id)
-        if doctor_id != old.doctor_id:
-            raise InvalidInput(
-                "a reschedule keeps the doctor",
-                [{"field": "hold_id", "message": "the hold is for another doctor"}],
-            )
-        start = await self._offered(doctor_id, start)
-        claim, kept, lapsed = await self._claim(old.patient_id, doctor_id, start, hold)
-        done = False
-        old_start = old.start_at
+        # Naming the doctor makes a hold for another doctor's slot "another slot".
+        target = _target(patient.id, old.doctor_id, start, hold_id)
 
-        async def move(session: AsyncSession) -> int:
+        async def move(session: AsyncSession, start: datetime) -> int:
             # Lock order everywhere: the doctor's schedule, then the appointment, then the
             # patient; so concurrent changes queue instead of deadlocking.
-            schedule = await schedules.load_row(session, doctor_id, lock=True)
-            current = await session.get(Appointment, appointment_id, with_for_update=True)
-            assert current is not None
-            if current.status is not Status.scheduled:
-                transition(current, Status.cancelled)  # raises InvalidTransition
-            late = late_cancel(caller, current, schedules.policy_of(schedule), self._clock())
-            transition(current, Status.cancelled)
-            current.cancel_reason = "rescheduled"
-            current.late_cancel = late
-            await session.flush()  # frees the old start for the patient's UNIQUE key
-            session.add(
-                AppointmentEvent(
-                    appointment_id=current.id,
-                    from_status=Status.scheduled.value,
-                    to_status=Status.cancelled.value,
-                    reason="rescheduled",
-                    **actor(caller),
-                )
-            )
-            await events.record_slot(session, doctor_id, old_start, "free")
-            return await self._insert(
-                session, patient, doctor_id, start, moved_from=current.id, by=caller
-            )
-
-        try:
-            new_id = await transaction(self._sessions, move)
-            done = True
-        except SlotTaken as exc:
-            if lapsed:
-                raise HoldExpired("your hold expired and the slot was taken") from exc
-            raise
-        finally:
-            if done or not kept:
-                await self._let_go(claim)
-        await self._relay.flush_quietly()
-        return await self._get(new_id)
-
-    async def calendar(
-        self, doctor_id: int, first: date, last: date
-    ) -> tuple[Availability, list[Slot], dict[datetime, Appointment]]:
-        """Every offered slot of a doctor on local dates first..last with its state, and the
-        active appointments by start (the edge decides who may see whose)."""
-        async with self._sessions() as session:
-            hours = await schedules.load(session, doctor_id)
+            schedule = await schedules.load_row(session, old.doctor_id, lock=True)
+            current = await appointments.find(session, appointment_id, lock=True)
             now = self._clock()
-            # Nothing is offered before now or past the horizon: clamp, which also keeps
-            # far-off dates from overflowing.
-            first = max(first, now.date() - timedelta(days=1))
-            last = min(last, (now + timedelta(days=hours.horizon_days + 1)).date())
-            if first > last:
-                return hours, [], {}
-            zone = hours.zone
-            low = datetime.combine(first - timedelta(days=1), time(), tzinfo=zone)
-            high = datetime.combine(last + timedelta(days=2), time(), tzinfo=zone)
-            rows = (
-                await session.scalars(
-                    select(Appointment).where(
-                        Appointment.doctor_id == doctor_id,
-                        Appointment.active.is_not(None),
-                        Appointment.start_at < high,
-                        Appointment.end_at > low,
-                    )
-                )
-            ).unique()
-            active = {row.start_at: row for row in rows}
-        try:
-            held = set(await self._holds.held(doctor_id))
-        except HoldsUnavailable:
-            held = set()  # the calendar still shows what is booked
-        booked = [(row.start_at, row.end_at) for row in active.values()]
-        slots = availability.calendar(hours, first, last, now, booked, held)
-        return hours, slots, active
+            policy = schedules.policy_of(schedule)
+            appointments.cancel(session, current, caller, policy, now, "rescheduled")
+            await session.flush()  # frees the old start for the patient's UNIQUE key
+            await events.record_slot(session, old.doctor_id, old.start_at, "free")
+            return await _insert(
+                session, patient, old.doctor_id, start, now, moved_from=current.id, by=caller
+            )
 
-    async def free_slots(self, doctor_id: int, day: date) -> list[datetime]:
-        """The starts still free on a local date with a doctor (public)."""
-        _, slots, _ = await self.calendar(doctor_id, day, day)
-        return [slot.start for slot in slots if slot.state == "free"]
+        return await self._claimed(old.patient_id, target, move)
 
     async def sweep(self) -> int:
         """Announce the holds that lapsed (any process may run this); how many there were."""
@@ -268,16 +195,37 @@ class Booking:
                 continue  # held again since: its new holder announced it
 
             async def announce(session: AsyncSession, hold: Hold = hold) -> None:
-                await schedules.load_row(session, hold.doctor_id, lock=True)
-                booked = await _booked(session, hold.doctor_id, hold.start)
-                await events.record_slot(
-                    session, hold.doctor_id, hold.start, "booked" if booked else "free"
-                )
+                await events.record_settled(session, hold.doctor_id, hold.start)
 
             await transaction(self._sessions, announce)
         if lapsed:
             await self._relay.flush_quietly()
         return len(lapsed)
+
+    async def forget_keys(self, older_than: timedelta = KEY_LIFETIME) -> int:
+        """Delete the idempotency keys past their lifetime (any process may run this); how
+        many. A retry that late books anew, or meets slot_taken / already_booked."""
+        return await idempotency.forget(self._sessions, self._clock(), older_than)
+
+    async def _claimed(self, patient_id: int, target: Target, write: Write) -> Appointment:
+        # The one claim sequence of book and reschedule: the start must be offered; claim the
+        # slot, write in one transaction, let the claim go (a failed write leaves the
+        # patient's own hold in place), publish after commit.
+        start = await self._offered(target.doctor_id, target.start)
+        claim = await _claim(self._holds, patient_id, target.doctor_id, start, target.hold)
+        done = False
+        try:
+            row_id = await transaction(self._sessions, lambda session: write(session, start))
+            done = True
+        except SlotTaken as exc:
+            if claim.lapsed:
+                raise HoldExpired("your hold expired and the slot was taken") from exc
+            raise
+        finally:
+            if done or not claim.kept:
+                await _let_go(self._holds, claim.hold)
+        await self._relay.flush_quietly()
+        return await self._get(row_id)
 
     async def _announce(self, doctor_id: int, start: datetime, state: str) -> None:
         async def record(session: AsyncSession) -> None:
@@ -291,187 +239,109 @@ class Booking:
             hours = await schedules.load(session, doctor_id)
         return availability.check_offered(hours, start, self._clock())
 
-    async def _claim(
-        self, patient_id: int, doctor_id: int, start: datetime, hold: Hold | None
-    ) -> tuple[Hold | None, bool, bool]:
-        """The hold this booking writes under, whether it is the patient's own hold from
-        before (kept if the booking fails), and whether the hold they named had lapsed.
-        Without holds (Redis down) the database guard alone decides."""
-        try:
-            current = await self._holds.holder(doctor_id, start)
-            if current is not None and current.patient_id == patient_id:
-                return current, True, False
-            if current is not None:
-                if hold is not None:
-                    raise HoldExpired("your hold expired and someone else holds the slot")
-                raise SlotHeld("someone else is holding this slot", current)
-            claim = await self._holds.take(Hold.new(doctor_id, start, patient_id), CLAIM_MS, 0)
-            return claim, False, hold is not None
-        except SlotHeld as exc:
-            if hold is not None:
-                raise HoldExpired("your hold expired and someone else holds the slot") from exc
-            raise
-        except HoldsUnavailable as exc:
-            log.warning("booking on the database guard alone: %s", exc.detail)
-            return None, False, False
-
-    async def _let_go(self, claim: Hold | None) -> None:
-        if claim is None:
-            return
-        try:
-            await self._holds.release(claim)
-        except HoldsUnavailable as exc:
-            log.warning("hold not released (it lapses by itself): %s", exc.detail)
-
-    async def _insert(
-        self,
-        session: AsyncSession,
-        patient: Principal,
-        doctor_id: int,
-        start: datetime,
-        *,
-        key: tuple[str | None, str] = (None, ""),
-        moved_from: int | None = None,
-        by: Principal | None = None,
-    ) -> int:
-        # The schedule's lock keeps the hours still until commit and orders the doctor's
-        # versions; the patient's serialises their own bookings, so the one-per-doctor rule
-        # cannot be raced. Lock order everywhere: schedule, appointment, patient.
-        row = await schedules.load_row(session, doctor_id, lock=True)
-        await session.get(Patient, patient.id, with_for_update=True)
-        hours, policy = schedules.availability_of(row), schedules.policy_of(row)
-        availability.check_offered(hours, start, self._clock())
-        end = start + hours.slot
-        await _refuse_overlaps(session, doctor_id, patient.id, start, end)
-        if policy.one_per_patient and await _has_future(
-            session, doctor_id, patient.id, self._clock(), moved_from
-        ):
-            raise AlreadyBooked("you already have an upcoming appointment with this doctor")
-        appointment = Appointment(
-            doctor_id=doctor_id,
-            patient_id=patient.id,
-            start_at=start,
-            end_at=end,
-            rescheduled_from_id=moved_from,
-        )
-        try:
-            async with session.begin_nested():  # a savepoint: the rows can be asked after
-                session.add(appointment)
-        except IntegrityError as exc:
-            raise await _conflict(session, exc, patient.id, start) from exc
-        reason = f"rescheduled from {moved_from}" if moved_from else None
-        session.add(
-            AppointmentEvent(
-                appointment_id=appointment.id,
-                to_status=Status.scheduled.value,
-                reason=reason,
-                **actor(by or patient),
-            )
-        )
-        await events.record_slot(session, doctor_id, start, "booked")
-        extra = {"previous_id": moved_from} if moved_from else {}
-        event = "rescheduled" if moved_from else "booked"
-        await events.record_appointment(session, appointment, event, **extra)
-        idempotency_key, fingerprint = key
-        if idempotency_key is not None:
-            session.add(
-                IdempotencyKey(
-                    patient_id=patient.id,
-                    key=idempotency_key,
-                    request_hash=fingerprint,
-                    appointment_id=appointment.id,
-                )
-            )
-            try:
-                await session.flush()
-            except IntegrityError as exc:  # the same key committed meanwhile: replay it
-                raise _Replayed() from exc
-        return appointment.id
-
-    async def forget_keys(self, older_than: timedelta = KEY_LIFETIME) -> int:
-        """Delete the idempotency keys past their lifetime (any process may run this); how
-        many. A retry that late books anew, or meets slot_taken / already_booked."""
-        cutoff = datetime.now(UTC) - older_than
-        async with self._sessions.begin() as session:
-            gone = await session.execute(
-                delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
-            )
-        return int(cast(CursorResult[Any], gone).rowcount)
-
-    async def _replay(self, patient_id: int, key: str, fingerprint: str) -> Appointment | None:
-        async with self._sessions() as session:
-            stored = await session.scalar(
-                select(IdempotencyKey).where(
-                    IdempotencyKey.patient_id == patient_id, IdempotencyKey.key == key
-                )
-            )
-        if stored is None:
-            return None
-        if stored.request_hash != fingerprint:
-            raise IdempotencyMismatch()
-        return await self._get(stored.appointment_id)
-
-    async def _key_target(self, patient_id: int, key: str) -> int:
-        async with self._sessions() as session:
-            found = await session.scalar(
-                select(IdempotencyKey.appointment_id).where(
-                    IdempotencyKey.patient_id == patient_id, IdempotencyKey.key == key
-                )
-            )
-        if found is None:
-            raise SlotTaken("this slot is already booked")
-        return found
-
     async def _get(self, appointment_id: int) -> Appointment:
         async with self._sessions() as session:
-            row = await session.get(Appointment, appointment_id)
-        if row is None:
-            raise NotFound(f"appointment {appointment_id} not found")
-        return row
-
-
-class _Replayed(Exception):
-    """The same idempotency key was committed by a concurrent retry."""
+            return await appointments.find(session, appointment_id, parties=True)
 
 
 def _target(
-    patient: Principal, doctor_id: int | None, start: datetime | None, hold_id: str | None
-) -> tuple[int, datetime, Hold | None]:
+    patient_id: int, doctor_id: int | None, start: datetime | None, hold_id: str | None
+) -> Target:
     if hold_id is None:
         if doctor_id is None or start is None:
             raise InvalidInput(
-                "give hold_id, or doctor_id and scheduled_datetime",
+                "give hold_id, or doctor_id and start",
                 [{"field": "hold_id", "message": "required without doctor_id and a start"}],
             )
-        return doctor_id, start.astimezone(UTC), None
+        return Target(doctor_id, start.astimezone(UTC))
     hold = Hold.parse(hold_id)
-    if hold.patient_id != patient.id:
-        raise Forbidden("this hold belongs to someone else")
+    access.ensure(hold.patient_id == patient_id, "this hold belongs to someone else")
     if (doctor_id is not None and doctor_id != hold.doctor_id) or (
         start is not None and start.astimezone(UTC) != hold.start
     ):
         raise InvalidInput(
             "the hold is for another slot",
-            [{"field": "hold_id", "message": "does not match doctor_id and scheduled_datetime"}],
+            [{"field": "hold_id", "message": "does not match doctor_id and start"}],
         )
-    return hold.doctor_id, hold.start, hold
+    return Target(hold.doctor_id, hold.start, hold)
 
 
-def _fingerprint(doctor_id: int, start: datetime, hold_id: str | None) -> str:
-    body = json.dumps([doctor_id, events.utc_text(start), hold_id])
-    return hashlib.sha256(body.encode()).hexdigest()
+async def _claim(
+    holds: HoldStore, patient_id: int, doctor_id: int, start: datetime, hold: Hold | None
+) -> Claim:
+    try:
+        current = await holds.holder(doctor_id, start)
+        if current is not None and current.patient_id == patient_id:
+            return Claim(current, kept=True)
+        if current is not None:
+            if hold is not None:
+                raise HoldExpired("your hold expired and someone else holds the slot")
+            raise SlotHeld("someone else is holding this slot", current)
+        claim = await holds.take(Hold.new(doctor_id, start, patient_id), CLAIM_MS, 0)
+        return Claim(claim, lapsed=hold is not None)
+    except SlotHeld as exc:
+        if hold is not None:
+            raise HoldExpired("your hold expired and someone else holds the slot") from exc
+        raise
+    except HoldsUnavailable as exc:
+        log.warning("booking on the database guard alone: %s", exc.detail)
+        return Claim(None)
 
 
-async def _booked(session: AsyncSession, doctor_id: int, start: datetime) -> bool:
-    found = await session.scalar(
-        select(Appointment.id).where(
-            Appointment.doctor_id == doctor_id,
-            Appointment.active.is_not(None),
-            Appointment.start_at <= start,
-            Appointment.end_at > start,
-        )
+async def _let_go(holds: HoldStore, claim: Hold | None) -> None:
+    if claim is None:
+        return
+    try:
+        await holds.release(claim)
+    except HoldsUnavailable as exc:
+        log.warning("hold not released (it lapses by itself): %s", exc.detail)
+
+
+async def _insert(
+    session: AsyncSession,
+    patient: Principal,
+    doctor_id: int,
+    start: datetime,
+    now: datetime,
+    *,
+    key: Key | None = None,
+    moved_from: int | None = None,
+    by: Principal | None = None,
+) -> int:
+    # The schedule's lock keeps the hours still until commit and orders the doctor's
+    # versions; the patient's serialises their own bookings, so the one-per-doctor rule
+    # cannot be raced. Lock order everywhere: schedule, appointment, patient.
+    row = await schedules.load_row(session, doctor_id, lock=True)
+    await session.get(Patient, patient.id, with_for_update=True)
+    hours, policy = schedules.availability_of(row), schedules.policy_of(row)
+    availability.check_offered(hours, start, now)
+    end = start + hours.slot
+    await _refuse_overlaps(session, doctor_id, patient.id, start, end)
+    if policy.one_per_patient and await _has_future(
+        session, doctor_id, patient.id, now, moved_from
+    ):
+        raise AlreadyBooked("you already have an upcoming appointment with this doctor")
+    appointment = Appointment(
+        doctor_id=doctor_id,
+        patient_id=patient.id,
+        start_at=start,
+        end_at=end,
+        status=Status.scheduled,
+        rescheduled_from_id=moved_from,
     )
-    return found is not None
+    try:
+        async with session.begin_nested():  # a savepoint: the rows can be asked after
+            session.add(appointment)
+    except IntegrityError as exc:
+        raise await _conflict(session, exc, patient.id, start) from exc
+    reason = f"rescheduled from {moved_from}" if moved_from else None
+    appointments.record(session, appointment, by or patient, now, reason=reason)
+    await events.record_slot(session, doctor_id, start, "booked")
+    event: AppointmentChange = "rescheduled" if moved_from else "booked"
+    await events.record_appointment(session, appointment, event, previous_id=moved_from)
+    if key is not None:
+        await idempotency.record(session, key, appointment.id, now)
+    return appointment.id
 
 
 async def _has_future(
@@ -523,24 +393,3 @@ async def _conflict(
     if mine is not None:
         return PatientBusy("you already have an appointment at this time")
     return SlotTaken("this slot is already booked")
-
-
-def transition(row: Appointment, to: Status) -> None:
-    """Move an appointment along the one state machine: scheduled -> completed | cancelled |
-    no_show; anything else is InvalidTransition."""
-    if row.status is not Status.scheduled:
-        raise InvalidTransition(f"a {row.status.value} appointment cannot become {to.value}")
-    row.status = to
-
-
-def late_cancel(caller: Principal, row: Appointment, policy: Policy, now: datetime) -> bool:
-    """Whether a cancellation now is late. A patient inside the doctor's cutoff is refused
-    (TooLate) unless the doctor allows late cancellation; doctors and admins never are."""
-    if caller.role is not Role.patient:
-        return False
-    if row.start_at - now >= timedelta(minutes=policy.cancel_cutoff_minutes):
-        return False
-    if not policy.allow_late_cancel:
-        hours = policy.cancel_cutoff_minutes / 60
-        raise TooLate(f"appointments can be cancelled up to {hours:g} hours before they start")
-    return True

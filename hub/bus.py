@@ -13,9 +13,12 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub
 from redis.exceptions import RedisError
 
+from hub import protocol
+from hub.protocol import Event
+
 log = logging.getLogger("hub.bus")
 
-Message = dict[str, Any]
+Message = Event  # what travels: slot, hours and appointment events
 Sink = Callable[[Message], None]
 
 
@@ -174,7 +177,7 @@ class RedisBus:
         channel = name[len(self._prefix) :]
         if kind == "smessage":
             try:
-                payload = json.loads(message["data"])
+                payload = protocol.event(json.loads(message["data"]))
             except ValueError:
                 log.warning("dropped an undecodable message on %s", name)
                 return

@@ -28,11 +28,17 @@ the HTTP status the REST edge answers with.
         └── HoldsUnavailable       503 holds_unavailable
 
 On a WebSocket the same code travels in an `error` event and the connection stays open.
+Services name concepts in `fields` (`start`, `hold_id`); `problem()` gives each edge the facts
+of an error with the field names it speaks, and the edge only shapes them.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import ValidationError
 
 
 class HubError(Exception):
@@ -42,9 +48,6 @@ class HubError(Exception):
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.code)
         self.detail = detail or self.code
-
-    def payload(self) -> dict[str, Any]:
-        return {"error": self.code, "detail": self.detail}
 
 
 class ConfigError(HubError):
@@ -59,19 +62,13 @@ class InvalidInput(HubError):
         super().__init__(detail)
         self.fields = fields or []
 
-    def payload(self) -> dict[str, Any]:
-        return {**super().payload(), "fields": self.fields}
-
 
 class NotOffered(InvalidInput):
     code = "not_offered"
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail, [{"field": "scheduled_datetime", "message": detail}])
+        super().__init__(detail, [{"field": "start", "message": detail}])
         self.reason = reason
-
-    def payload(self) -> dict[str, Any]:
-        return {**super().payload(), "reason": self.reason}
 
 
 class IdempotencyMismatch(InvalidInput):
@@ -156,3 +153,33 @@ class HoldsUnavailable(Unavailable):
 class PayloadTooLarge(HubError):
     code = "payload_too_large"
     status = 413
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What an edge tells a client about an error: the stable code, the HTTP status, a
+    message, the fields at fault (named as that edge names them) and, for not_offered, why."""
+
+    code: str
+    status: int
+    detail: str
+    fields: list[dict[str, str]] | None = None
+    reason: str | None = None
+
+
+def problem(exc: HubError, names: Mapping[str, str] | None = None) -> Problem:
+    """The facts of `exc` for an edge that calls the concepts in `names` by other names."""
+    fields = None
+    if isinstance(exc, InvalidInput):
+        rename = names or {}
+        fields = [{**f, "field": rename.get(f["field"], f["field"])} for f in exc.fields]
+    reason = exc.reason if isinstance(exc, NotOffered) else None
+    return Problem(exc.code, exc.status, exc.detail, fields, reason)
+
+
+def fields_of(exc: ValidationError, root: str) -> list[dict[str, str]]:
+    """Each problem pydantic found, as `{field, message}` (the dotted location, or `root`)."""
+    return [
+        {"field": ".".join(str(p) for p in error["loc"]) or root, "message": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]

@@ -4,16 +4,18 @@ import asyncio
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub import protocol
 from hub.bus import Bus, slot_channel
+from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import NotFound
 from hub.metrics import Metrics
 from hub.models import Appointment, OutboxEvent, Patient, Schedule
+from hub.protocol import AppointmentChange, AppointmentEvent, Event
 
 log = logging.getLogger("hub.events")
 KEEP = 1000  # slot events replayable per doctor, at least
@@ -32,36 +34,21 @@ async def record_slot(session: AsyncSession, doctor_id: int, start: datetime, st
     """Write, in the caller's transaction, that a slot of a doctor is now free, held or
     booked; the doctor's version rises by one. Call with the doctor's schedule row locked
     (or let this lock it): versions then follow commit order exactly."""
-    schedule = await session.get(Schedule, doctor_id, with_for_update=True)
-    if schedule is None:
-        raise NotFound(f"doctor {doctor_id} not found")
-    schedule.version += 1
-    message = {
-        "type": "slot",
-        "doctor_id": doctor_id,
-        "start": utc_text(start),
-        "state": state,
-        "version": schedule.version,
-    }
-    session.add(
-        OutboxEvent(
-            channel=slot_channel(doctor_id),
-            doctor_id=doctor_id,
-            version=schedule.version,
-            payload=message,
-        )
-    )
-    return schedule.version
+    return await _record_versioned(session, doctor_id, "slot", start=utc_text(start), state=state)
 
 
 async def record_hours(session: AsyncSession, doctor_id: int) -> int:
     """Write, in the caller's transaction, that a doctor's hours changed: watchers watch
     again for the new slots. It takes the next version like a slot event."""
+    return await _record_versioned(session, doctor_id, "hours")
+
+
+async def _record_versioned(session: AsyncSession, doctor_id: int, kind: str, **fields: str) -> int:
     schedule = await session.get(Schedule, doctor_id, with_for_update=True)
     if schedule is None:
         raise NotFound(f"doctor {doctor_id} not found")
     schedule.version += 1
-    message = {"type": "hours", "doctor_id": doctor_id, "version": schedule.version}
+    message = {"type": kind, "doctor_id": doctor_id, **fields, "version": schedule.version}
     session.add(
         OutboxEvent(
             channel=slot_channel(doctor_id),
@@ -71,6 +58,28 @@ async def record_hours(session: AsyncSession, doctor_id: int) -> int:
         )
     )
     return schedule.version
+
+
+async def is_booked(session: AsyncSession, doctor_id: int, start: datetime) -> bool:
+    """Whether an active appointment of the doctor covers `start`."""
+    found = await session.scalar(
+        select(Appointment.id).where(
+            Appointment.doctor_id == doctor_id,
+            Appointment.active.is_not(None),
+            Appointment.start_at <= start,
+            Appointment.end_at > start,
+        )
+    )
+    return found is not None
+
+
+async def record_settled(session: AsyncSession, doctor_id: int, start: datetime) -> int:
+    """Write, in the caller's transaction, a slot whose hold ended as the appointments alone
+    leave it: booked or free. The doctor's schedule is locked first, so a booking committing
+    meanwhile is either seen here or announced after this."""
+    await session.get(Schedule, doctor_id, with_for_update=True)
+    booked = await is_booked(session, doctor_id, start)
+    return await record_slot(session, doctor_id, start, "booked" if booked else "free")
 
 
 async def free_forgotten_holds(sessions: SessionFactory) -> int:
@@ -91,27 +100,23 @@ async def free_forgotten_holds(sessions: SessionFactory) -> int:
     for doctor_id, start in forgotten:
         moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
         async with sessions.begin() as session:
-            await session.get(Schedule, doctor_id, with_for_update=True)
-            booked = await session.scalar(
-                select(Appointment.id).where(
-                    Appointment.doctor_id == doctor_id,
-                    Appointment.active.is_not(None),
-                    Appointment.start_at <= moment,
-                    Appointment.end_at > moment,
-                )
-            )
-            await record_slot(session, doctor_id, moment, "free" if booked is None else "booked")
+            await record_settled(session, doctor_id, moment)
     return len(forgotten)
 
 
 async def record_appointment(
-    session: AsyncSession, row: Appointment, event: str, **extra: Any
+    session: AsyncSession,
+    row: Appointment,
+    event: AppointmentChange,
+    *,
+    late: bool | None = None,
+    previous_id: int | None = None,
 ) -> None:
     """Write, in the caller's transaction, what happened to an appointment, for its doctor's
     and its patient's feeds (the doctor dashboard's push feed)."""
     patient = await session.get(Patient, row.patient_id)
     assert patient is not None
-    message = {
+    message: AppointmentEvent = {
         "type": "appointment",
         "event": event,
         "appointment_id": row.id,
@@ -120,15 +125,16 @@ async def record_appointment(
         "patient_name": f"{patient.first_name} {patient.last_name}",
         "start": utc_text(row.start_at),
         "status": row.status.value,
-        **extra,
     }
+    if late is not None:
+        message["late"] = late
+    if previous_id is not None:
+        message["previous_id"] = previous_id
     for channel in (feed_channel("doctor", row.doctor_id), feed_channel("patient", row.patient_id)):
         session.add(OutboxEvent(channel=channel, payload=message))
 
 
-async def replay(
-    sessions: SessionFactory, doctor_id: int, since: int
-) -> list[dict[str, Any]] | None:
+async def replay(sessions: SessionFactory, doctor_id: int, since: int) -> list[Event] | None:
     """The slot events of a doctor after version `since`, in order; None when some of them
     are no longer kept (the viewer needs a snapshot)."""
     async with sessions() as session:
@@ -145,7 +151,7 @@ async def replay(
         ).all()
     if len(rows) != current - since or rows[0]["version"] != since + 1:
         return None
-    return [dict(row) for row in rows]
+    return [protocol.event(row) for row in rows]
 
 
 async def current_version(session: AsyncSession, doctor_id: int) -> int:
@@ -155,13 +161,13 @@ async def current_version(session: AsyncSession, doctor_id: int) -> int:
     return version
 
 
-async def prune(sessions: SessionFactory, keep: int = KEEP) -> None:
+async def prune(sessions: SessionFactory, keep: int = KEEP, clock: Clock = utcnow) -> None:
     """Forget published slot events beyond the last `keep` of each doctor, and published
     feed events older than a day. A viewer further behind gets a snapshot instead."""
     newest = (
         select(Schedule.version).where(Schedule.doctor_id == OutboxEvent.doctor_id)
     ).scalar_subquery()
-    day_ago = datetime.now(UTC) - timedelta(days=1)
+    day_ago = clock() - timedelta(days=1)
     async with sessions.begin() as session:
         await session.execute(
             delete(OutboxEvent).where(
@@ -182,17 +188,24 @@ class Relay:
     `flush` at once; every process also flushes on a timer, which publishes what a process
     that died between commit and publish left behind. A claim decides who publishes."""
 
-    def __init__(self, sessions: SessionFactory, bus: Bus, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        bus: Bus,
+        metrics: Metrics | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
         self._sessions = sessions
         self._bus = bus
         self._metrics = metrics or Metrics()
+        self._clock = clock
         self._lock = asyncio.Lock()
 
     async def flush(self) -> int:
         """Publish every pending event, oldest first; how many this call published."""
         async with self._lock:
             token = secrets.token_hex(16)
-            now = datetime.now(UTC)
+            now = self._clock()
             pending = (OutboxEvent.published_at.is_(None)) & (
                 OutboxEvent.claimed_at.is_(None) | (OutboxEvent.claimed_at < now - STALE)
             )
@@ -218,13 +231,13 @@ class Relay:
                     )
                 ).all()
             for _id, channel, payload in claimed:
-                await self._bus.publish(channel, payload)
+                await self._bus.publish(channel, protocol.event(payload))
                 self._metrics.published.inc()
             async with self._sessions.begin() as session:
                 await session.execute(
                     update(OutboxEvent)
                     .where(OutboxEvent.claimed_by == token)
-                    .values(published_at=datetime.now(UTC))
+                    .values(published_at=self._clock())
                 )
             return len(claimed)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,19 +10,26 @@ from typing import Any, Protocol
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
+from hub.clock import Clock, utcnow
 from hub.errors import HoldsUnavailable, InvalidInput, SlotTaken, TooManyHolds
 
+# Time is the hub's clock, passed in as ARGV "now" (ms), never Redis TIME: a hold is live while
+# its expiry (its score in the doctor's index) is after now. The PX on the slot key only
+# clears it away some time after it lapsed.
 # One script takes a hold atomically: drop the patient's lapsed holds, refuse past the cap,
-# SET NX PX the slot key, and index the hold by patient, doctor and expiry (the sweeper's queue).
+# refuse a slot whose holder is live, set the slot key (PX), and index the hold by patient,
+# doctor and expiry (the sweeper's queue).
 TAKE = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now_ms = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 local cap = tonumber(ARGV[3])
 if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then return {-1, ''} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return {0, redis.call('GET', KEYS[1]) or ''}
+local current = redis.call('GET', KEYS[1])
+if current then
+    local expires_at = redis.call('ZSCORE', KEYS[3], current)
+    if expires_at and tonumber(expires_at) > now_ms then return {0, current} end
 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local expires = now_ms + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
@@ -31,19 +37,20 @@ redis.call('ZADD', KEYS[4], expires, ARGV[1])
 return {1, tostring(expires)}
 """
 # Only the holder's exact id deletes the slot key: a hold that lapsed and was taken by someone
-# else is not released by its first owner.
+# else is not released by its first owner. 1 only if the hold was still live.
 RELEASE = """
+local expires_at = redis.call('ZSCORE', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if expires_at and tonumber(expires_at) > tonumber(ARGV[2]) then return 1 end
 return 0
 """
 # Claim lapsed holds: whoever removes an id from the expiry queue announces it, exactly once.
 SWEEP = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, 200)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 200)
 for _, id in ipairs(due) do redis.call('ZREM', KEYS[1], id) end
 return due
 """
@@ -93,6 +100,10 @@ def _ms(moment: float) -> datetime:
     return datetime.fromtimestamp(moment / 1000, UTC)
 
 
+def _now_ms(clock: Clock) -> int:
+    return int(clock().timestamp() * 1000)
+
+
 class HoldStore(Protocol):
     async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold: ...
 
@@ -113,9 +124,16 @@ class RedisHolds:
     and the scripts, which touch a slot key and three indexes at once, run atomically there.
     Holds are small and short-lived: one shard carries them easily."""
 
-    def __init__(self, redis: Redis | RedisCluster, timeout: float, prefix: str = "hub:") -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        timeout: float,
+        prefix: str = "hub:",
+        clock: Clock = utcnow,
+    ) -> None:
         self._redis = redis
         self._timeout = timeout
+        self._clock = clock
         self._prefix = prefix + "{holds}:"
         self._take = redis.register_script(TAKE)
         self._release = redis.register_script(RELEASE)
@@ -140,7 +158,7 @@ class RedisHolds:
     async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
         """Claim the slot for `hold`'s patient; SlotHeld names the current holder."""
         status, raw = await self._call(
-            self._take(keys=self._keys(hold), args=[hold.id, ttl_ms, cap])
+            self._take(keys=self._keys(hold), args=[hold.id, ttl_ms, cap, _now_ms(self._clock)])
         )
         value = _text(raw)
         if status == -1:
@@ -156,16 +174,18 @@ class RedisHolds:
             return None
         hold = Hold.parse(_text(value))
         score = await self._call(self._redis.zscore(self._keys(hold)[2], hold.id))
-        expires = None if score is None else _ms(score)
-        return Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, expires)
+        if score is None or score <= _now_ms(self._clock):
+            return None  # lapsed: the key outlives its hold until its PX runs out
+        return Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(score))
 
     async def release(self, hold: Hold) -> bool:
-        return bool(await self._call(self._release(keys=self._keys(hold), args=[hold.id])))
+        args: list[str | int] = [hold.id, _now_ms(self._clock)]
+        return bool(await self._call(self._release(keys=self._keys(hold), args=args)))
 
     async def held(self, doctor_id: int) -> dict[datetime, Hold]:
         key = f"{self._prefix}holds:doctor:{doctor_id}"
-        now_ms = int(time.time() * 1000)
-        rows = await self._call(self._redis.zrangebyscore(key, now_ms, "+inf", withscores=True))
+        live = f"({_now_ms(self._clock)}"  # expiring after now
+        rows = await self._call(self._redis.zrangebyscore(key, live, "+inf", withscores=True))
         holds = {}
         for member, score in rows:
             hold = Hold.parse(_text(member))
@@ -176,7 +196,8 @@ class RedisHolds:
 
     async def sweep(self) -> list[Hold]:
         """The holds that lapsed since the last sweep by any process, each returned once."""
-        due = await self._call(self._sweep(keys=[f"{self._prefix}holds:expiry"]))
+        expiry = f"{self._prefix}holds:expiry"
+        due = await self._call(self._sweep(keys=[expiry], args=[_now_ms(self._clock)]))
         lapsed = []
         for member in due:
             hold = Hold.parse(_text(member))
@@ -190,15 +211,19 @@ class RedisHolds:
 class MemoryHolds:
     """The in-process twin of RedisHolds for the embedded default: same semantics."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = utcnow) -> None:
         self._slots: dict[tuple[int, datetime], tuple[Hold, float]] = {}
+        self._clock = clock
+
+    def _now(self) -> float:
+        return self._clock().timestamp()
 
     def _live(self, key: tuple[int, datetime]) -> Hold | None:
         entry = self._slots.get(key)
-        return entry[0] if entry is not None and entry[1] > time.time() else None
+        return entry[0] if entry is not None and entry[1] > self._now() else None
 
     async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
-        now = time.time()
+        now = self._now()
         mine = sum(
             1
             for h, until in self._slots.values()
@@ -224,10 +249,10 @@ class MemoryHolds:
         if entry is None or entry[0].id != hold.id:
             return False
         del self._slots[key]
-        return entry[1] > time.time()
+        return entry[1] > self._now()
 
     async def held(self, doctor_id: int) -> dict[datetime, Hold]:
-        now = time.time()
+        now = self._now()
         return {
             start: hold
             for (doctor, start), (hold, until) in self._slots.items()
@@ -235,7 +260,7 @@ class MemoryHolds:
         }
 
     async def sweep(self) -> list[Hold]:
-        now = time.time()
+        now = self._now()
         lapsed = [(key, hold) for key, (hold, until) in self._slots.items() if until <= now]
         for key, _ in lapsed:
             del self._slots[key]

@@ -1,26 +1,23 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import availability, events, schedules
+from hub import access, appointments, availability, events, schedules
+from hub.appointments import PARTIES
 from hub.auth import Principal, Role, require
-from hub.booking import Clock, actor, late_cancel, transition, utcnow
+from hub.clock import Clock, utcnow
 from hub.db import SessionFactory, transaction
-from hub.errors import Forbidden, InvalidTransition, NotFound
+from hub.errors import InvalidTransition, NotFound
 from hub.events import Relay
 from hub.models import Appointment, AppointmentEvent, Status
 
 
-def _involved(caller: Principal, row: Appointment) -> bool:
-    return (
-        caller.role is Role.admin
-        or caller.is_(Role.patient, row.patient_id)
-        or caller.is_(Role.doctor, row.doctor_id)
-    )
+def _party(caller: Principal, row: Appointment) -> bool:
+    return access.party_to(caller, doctor_id=row.doctor_id, patient_id=row.patient_id)
 
 
 class Lifecycle:
@@ -42,39 +39,30 @@ class Lifecycle:
 
         async def work(session: AsyncSession) -> Appointment:
             schedule = await schedules.load_row(session, doctor_id, lock=True)
-            row = await self._locked(session, appointment_id)
-            if not _involved(caller, row):
-                raise Forbidden("you may not cancel this appointment")
-            if row.status is Status.scheduled:
-                policy = schedules.policy_of(schedule)
-                row.late_cancel = late_cancel(caller, row, policy, self._clock())
-            self._change(session, caller, row, Status.cancelled, reason)
-            row.cancel_reason = reason
+            row = await _locked(session, appointment_id)
+            access.ensure(_party(caller, row), "you may not cancel this appointment")
+            policy = schedules.policy_of(schedule)
+            appointments.cancel(session, row, caller, policy, self._clock(), reason)
             await events.record_slot(session, row.doctor_id, row.start_at, "free")
             await events.record_appointment(session, row, "cancelled", late=row.late_cancel)
             return row
 
-        row = await transaction(self._sessions, work)
-        await self._relay.flush_quietly()
-        return row
+        return await self._commit(work)
 
     async def complete(self, principal: Principal | None, appointment_id: int) -> Appointment:
         """Mark an appointment completed: its doctor, at or after its start."""
         caller = require(principal, Role.doctor)
 
         async def work(session: AsyncSession) -> Appointment:
-            row = await self._locked(session, appointment_id)
-            if row.doctor_id != caller.id:
-                raise Forbidden("only the appointment's doctor may complete it")
-            if row.status is Status.scheduled and row.start_at > self._clock():
+            row = await _locked(session, appointment_id, caller, "complete it")
+            now = self._clock()
+            if row.status is Status.scheduled and row.start_at > now:
                 raise InvalidTransition("an appointment cannot be completed before it starts")
-            self._change(session, caller, row, Status.completed, None)
+            appointments.change(session, row, Status.completed, caller, now)
             await events.record_appointment(session, row, "completed")
             return row
 
-        row = await transaction(self._sessions, work)
-        await self._relay.flush_quietly()
-        return row
+        return await self._commit(work)
 
     async def no_show(self, principal: Principal | None, appointment_id: int) -> Appointment:
         """Mark that the patient did not come: its doctor, after start + the grace period."""
@@ -83,20 +71,20 @@ class Lifecycle:
 
         async def work(session: AsyncSession) -> Appointment:
             schedule = await schedules.load_row(session, doctor_id)
-            row = await self._locked(session, appointment_id)
-            if row.doctor_id != caller.id:
-                raise Forbidden("only the appointment's doctor may mark a no-show")
+            row = await _locked(session, appointment_id, caller, "mark a no-show")
             minutes = schedules.policy_of(schedule).no_show_grace_minutes
-            if row.status is Status.scheduled and self._clock() < row.start_at + timedelta(
-                minutes=minutes
-            ):
+            now = self._clock()
+            if row.status is Status.scheduled and now < row.start_at + timedelta(minutes=minutes):
                 raise InvalidTransition(f"a no-show can be marked {minutes} min after the start")
-            self._change(session, caller, row, Status.no_show, None)
+            appointments.change(session, row, Status.no_show, caller, now)
             await events.record_appointment(session, row, "no_show")
             return row
 
+        return await self._commit(work)
+
+    async def _commit(self, work: Callable[[AsyncSession], Awaitable[Appointment]]) -> Appointment:
         row = await transaction(self._sessions, work)
-        await self._relay.flush_quietly()
+        await self._relay.flush_quietly()  # after commit, never before
         return row
 
     async def _doctor_of(self, appointment_id: int) -> int:
@@ -114,11 +102,8 @@ class Lifecycle:
         """Every state change of an appointment: for its patient, its doctor and admins."""
         caller = require(principal)
         async with self._sessions() as session:
-            row = await session.get(Appointment, appointment_id)
-            if row is None:
-                raise NotFound(f"appointment {appointment_id} not found")
-            if not _involved(caller, row):
-                raise Forbidden("you may not read this appointment's history")
+            row = await appointments.find(session, appointment_id)
+            access.ensure(_party(caller, row), "you may not read this appointment's history")
             query = (
                 select(AppointmentEvent)
                 .where(AppointmentEvent.appointment_id == appointment_id)
@@ -129,8 +114,9 @@ class Lifecycle:
     async def for_patient(self, principal: Principal | None, pid: int) -> Sequence[Appointment]:
         """A patient's appointments: for that patient and admins."""
         caller = require(principal)
-        if not (caller.role is Role.admin or caller.is_(Role.patient, pid)):
-            raise Forbidden("you may not read this patient's appointments")
+        access.ensure(
+            access.manages_patient(caller, pid), "you may not read this patient's appointments"
+        )
         return await self._list(Appointment.patient_id == pid)
 
     async def for_doctor(
@@ -139,41 +125,34 @@ class Lifecycle:
         """A doctor's appointments (for that doctor and admins), each with whether the
         doctor's current hours no longer cover it (a change of hours never moves one)."""
         caller = require(principal)
-        if not (caller.role is Role.admin or caller.is_(Role.doctor, did)):
-            raise Forbidden("you may not read this doctor's appointments")
+        access.ensure(
+            access.manages_doctor(caller, did), "you may not read this doctor's appointments"
+        )
         async with self._sessions() as session:
             hours = await schedules.load(session, did)
         rows = await self._list(Appointment.doctor_id == did)
         return [(row, not availability.covers(hours, row.start_at)) for row in rows]
 
-    async def _locked(self, session: AsyncSession, appointment_id: int) -> Appointment:
-        row = await session.get(Appointment, appointment_id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"appointment {appointment_id} not found")
-        return row
-
-    def _change(
-        self,
-        session: AsyncSession,
-        caller: Principal,
-        row: Appointment,
-        to: Status,
-        why: str | None,
-    ) -> None:
-        before = row.status
-        transition(row, to)
-        session.add(
-            AppointmentEvent(
-                appointment_id=row.id,
-                from_status=before.value,
-                to_status=to.value,
-                reason=why,
-                at=self._clock(),
-                **actor(caller),
-            )
-        )
-
     async def _list(self, where: ColumnElement[bool]) -> Sequence[Appointment]:
-        query = select(Appointment).where(where).order_by(Appointment.start_at, Appointment.id)
+        query = (
+            select(Appointment)
+            .where(where)
+            .options(*PARTIES)
+            .order_by(Appointment.start_at, Appointment.id)
+        )
         async with self._sessions() as session:
-            return (await session.scalars(query)).unique().all()
+            return (await session.scalars(query)).all()
+
+
+async def _locked(
+    session: AsyncSession,
+    appointment_id: int,
+    doctor: Principal | None = None,
+    action: str = "",
+) -> Appointment:
+    # Only the appointment's row is locked; its doctor and patient are read for the edges.
+    # With `doctor`: only the appointment's doctor may take this `action`.
+    row = await appointments.find(session, appointment_id, lock=True, parties=True)
+    if doctor is not None:
+        access.ensure(row.doctor_id == doctor.id, f"only the appointment's doctor may {action}")
+    return row

@@ -121,7 +121,7 @@ class Doctor(Person, Base):
     __tablename__ = "doctors"
 
     specialization_id: Mapped[int] = mapped_column(ForeignKey("specializations.id"), index=True)
-    specialization: Mapped[Specialization] = relationship(lazy="joined")
+    specialization: Mapped[Specialization] = relationship(lazy="raise")
 
 
 class Admin(Timestamps, Base):
@@ -160,27 +160,30 @@ class Appointment(Timestamps, Base):
         Integer, Computed("CASE WHEN status <> 'cancelled' THEN 1 ELSE NULL END", persisted=True)
     )
 
-    doctor: Mapped[Doctor] = relationship(lazy="joined")
-    patient: Mapped[Patient] = relationship(lazy="joined")
+    # Loaded where asked for (hub.appointments.PARTIES), never by default: reading one that was
+    # not loaded raises instead of querying behind the caller's back.
+    doctor: Mapped[Doctor] = relationship(lazy="raise")
+    patient: Mapped[Patient] = relationship(lazy="raise")
 
 
 class Schedule(Base):
     """A doctor's availability (see hub.availability), edited as one document.
     `weekly` maps weekday names to [["HH:MM", "HH:MM"], ...]; `overrides` is a list of
-    {"from": date, "to": date, "intervals": [...]}."""
+    {"from": date, "to": date, "intervals": [...]}. A new doctor's values come from
+    `hub.schedules.new_schedule`, the one place that knows the defaults."""
 
     __tablename__ = "schedules"
 
     doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"), primary_key=True)
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
-    slot_minutes: Mapped[int] = mapped_column(Integer, default=60)
-    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
-    notice_minutes: Mapped[int] = mapped_column(Integer, default=60)
-    horizon_days: Mapped[int] = mapped_column(Integer, default=90)
-    cancel_cutoff_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
-    allow_late_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
-    one_per_patient: Mapped[bool] = mapped_column(Boolean, default=True)
-    no_show_grace_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    timezone: Mapped[str] = mapped_column(String(64))
+    slot_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer)
+    notice_minutes: Mapped[int] = mapped_column(Integer)
+    horizon_days: Mapped[int] = mapped_column(Integer)
+    cancel_cutoff_minutes: Mapped[int] = mapped_column(Integer)
+    allow_late_cancel: Mapped[bool] = mapped_column(Boolean)
+    one_per_patient: Mapped[bool] = mapped_column(Boolean)
+    no_show_grace_minutes: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer, default=0)  # of the doctor's slot states
     weekly: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON)
     overrides: Mapped[list[dict[str, object]]] = mapped_column(JSON)

@@ -18,30 +18,37 @@ Server -> client, unasked:
                                                          that doctor and that patient only
     error       {ref, code, message}                     the connection stays open
 
-Close codes: 1008 policy (message not JSON text), 1009 too big, 1012 restart, 1013 too slow,
-4401 unauthenticated or expired, 4408 no auth in time, 4429 rate limited.
+Close codes: 1008 policy (message not JSON text), 1009 too big, 1011 internal error, 1012
+restart, 1013 too slow, 4401 unauthenticated or expired, 4408 no auth in time, 4429 rate limited.
+
+Every message of either direction is a TypedDict below with a Literal `type`; the AsyncAPI
+document at /asyncapi.json is generated from them.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Literal, NotRequired, cast, get_args, get_type_hints
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from hub.errors import InvalidInput
+from hub.availability import SlotState
+from hub.errors import InvalidInput, fields_of
 
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Id = Annotated[int, Field(ge=1, le=2**31 - 1, strict=True)]
 Ref = Annotated[str, Field(max_length=64)]
 Text = Annotated[str, Field(max_length=64)]
+HoldId = Annotated[str, Field(max_length=80)]
+Instant = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 STRICT = ConfigDict(extra="forbid")
 
 
 class Close(enum.IntEnum):
     POLICY = 1008
     TOO_BIG = 1009
+    INTERNAL = 1011
     RESTART = 1012
     TRY_AGAIN_LATER = 1013
     UNAUTHENTICATED = 4401
@@ -49,8 +56,13 @@ class Close(enum.IntEnum):
     RATE_LIMITED = 4429
 
 
+# -- client -> server ----------------------------------------------------------------------
+
+
 @with_config(STRICT)
 class Auth(TypedDict):
+    """Authenticate (first, within 5 s), or extend the session with a fresh token."""
+
     type: Literal["auth"]
     token: Annotated[str, Field(max_length=4096)]
     ref: NotRequired[Ref]
@@ -63,15 +75,18 @@ Watch = TypedDict(  # functional form: "from" is a Python keyword
         "doctor_id": Id,
         "from": Text,
         "to": Text,
-        "since": NotRequired[Annotated[int, Field(ge=0)]],
+        "since": NotRequired[Annotated[int, Field(ge=0, strict=True)]],
         "ref": NotRequired[Ref],
     },
 )
+Watch.__doc__ = "Watch a doctor's slots from..to (dates or ISO times); with since, catch up."
 setattr(Watch, "__pydantic_config__", STRICT)  # noqa: B010
 
 
 @with_config(STRICT)
 class Unwatch(TypedDict):
+    """Stop the events of a doctor."""
+
     type: Literal["unwatch"]
     doctor_id: Id
     ref: NotRequired[Ref]
@@ -79,6 +94,8 @@ class Unwatch(TypedDict):
 
 @with_config(STRICT)
 class HoldCommand(TypedDict):
+    """Hold a free slot while confirming."""
+
     type: Literal["hold"]
     doctor_id: Id
     start: Text
@@ -87,15 +104,19 @@ class HoldCommand(TypedDict):
 
 @with_config(STRICT)
 class Release(TypedDict):
+    """Give a held slot back."""
+
     type: Literal["release"]
-    hold_id: Annotated[str, Field(max_length=80)]
+    hold_id: HoldId
     ref: NotRequired[Ref]
 
 
 @with_config(STRICT)
 class Book(TypedDict):
+    """Book from a hold, or a slot directly."""
+
     type: Literal["book"]
-    hold_id: NotRequired[Annotated[str, Field(max_length=80)]]
+    hold_id: NotRequired[HoldId]
     doctor_id: NotRequired[Id]
     start: NotRequired[Text]
     idempotency_key: NotRequired[Annotated[str, Field(min_length=1, max_length=100)]]
@@ -104,6 +125,8 @@ class Book(TypedDict):
 
 @with_config(STRICT)
 class Cancel(TypedDict):
+    """Cancel an appointment."""
+
     type: Literal["cancel"]
     appointment_id: Id
     reason: NotRequired[Annotated[str, Field(max_length=500)]]
@@ -112,60 +135,244 @@ class Cancel(TypedDict):
 
 @with_config(STRICT)
 class Reschedule(TypedDict):
+    """Move an appointment to a start or a held slot of the same doctor."""
+
     type: Literal["reschedule"]
     appointment_id: Id
     start: NotRequired[Text]
-    hold_id: NotRequired[Annotated[str, Field(max_length=80)]]
+    hold_id: NotRequired[HoldId]
     ref: NotRequired[Ref]
 
 
 @with_config(STRICT)
 class Ping(TypedDict):
+    """Ask for a pong."""
+
     type: Literal["ping"]
     ref: NotRequired[Ref]
 
 
-Command = Annotated[
-    Auth | Watch | Unwatch | HoldCommand | Release | Book | Cancel | Reschedule | Ping,
-    Field(discriminator="type"),
-]
-COMMAND = TypeAdapter[Any](Command)
-COMMANDS = ("auth", "watch", "unwatch", "hold", "release", "book", "cancel", "reschedule", "ping")
-EVENTS = (
-    "ready",
-    "snapshot",
-    "resynced",
-    "unwatched",
-    "held",
-    "released",
-    "booked",
-    "cancelled",
-    "rescheduled",
-    "pong",
-    "slot",
-    "hours",
-    "appointment",
-    "error",
-)
+Command = Auth | Watch | Unwatch | HoldCommand | Release | Book | Cancel | Reschedule | Ping
+COMMAND = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
 
 
-def parse(text: str) -> dict[str, Any]:
+# -- server -> client ----------------------------------------------------------------------
+
+
+class User(TypedDict):
+    role: Literal["patient", "doctor", "admin"]
+    id: int
+
+
+class Person(TypedDict):
+    id: int
+    first_name: str
+    last_name: str
+
+
+class Appointment(TypedDict):
+    """An appointment as the REST API shows it."""
+
+    id: int
+    doctor_id: int
+    patient_id: int
+    scheduled_datetime: Instant
+    end_datetime: Instant
+    status: Literal["scheduled", "completed", "cancelled", "no_show"]
+    cancel_reason: str | None
+    late_cancel: bool
+    rescheduled_from_id: int | None
+    doctor: Person
+    patient: Person
+    created_at: Instant
+    updated_at: Instant
+    outside_hours: bool | None
+
+
+class SlotInfo(TypedDict):
+    start: Instant
+    end: Instant
+    state: SlotState
+    appointment_id: int | None
+    patient_id: int | None
+
+
+class Ready(TypedDict):
+    """Authenticated: who you are and when the session's token expires."""
+
+    type: Literal["ready"]
+    user: User
+    expires_at: Instant
+    ref: NotRequired[Ref]
+
+
+class Snapshot(TypedDict):
+    """Every slot in the watched range and the doctor's version."""
+
+    type: Literal["snapshot"]
+    doctor_id: int
+    version: int
+    timezone: str
+    slots: list[SlotInfo]
+    ref: NotRequired[Ref]
+
+
+class Resynced(TypedDict):
+    """The missed slot events were sent; this is the version reached."""
+
+    type: Literal["resynced"]
+    doctor_id: int
+    version: int
+    ref: NotRequired[Ref]
+
+
+class Unwatched(TypedDict):
+    """No more events of that doctor."""
+
+    type: Literal["unwatched"]
+    doctor_id: int
+    ref: NotRequired[Ref]
+
+
+class Held(TypedDict):
+    """The slot is held for you until expires_at."""
+
+    type: Literal["held"]
+    hold_id: str
+    doctor_id: int
+    start: Instant
+    expires_at: Instant | None
+    ref: NotRequired[Ref]
+
+
+class Released(TypedDict):
+    """The hold is released."""
+
+    type: Literal["released"]
+    hold_id: str
+    ref: NotRequired[Ref]
+
+
+class Booked(TypedDict):
+    """Booked; replayed when an earlier command with the same idempotency key booked it."""
+
+    type: Literal["booked"]
+    appointment: Appointment
+    replayed: bool
+    ref: NotRequired[Ref]
+
+
+class Cancelled(TypedDict):
+    """Cancelled."""
+
+    type: Literal["cancelled"]
+    appointment: Appointment
+    ref: NotRequired[Ref]
+
+
+class Rescheduled(TypedDict):
+    """Moved: the new appointment."""
+
+    type: Literal["rescheduled"]
+    appointment: Appointment
+    ref: NotRequired[Ref]
+
+
+class Pong(TypedDict):
+    """The answer to ping."""
+
+    type: Literal["pong"]
+    ref: NotRequired[Ref]
+
+
+class SlotEvent(TypedDict):
+    """A slot of a watched doctor changed (no patient identity); versions rise by one, and
+    `collapsed` marks a state that replaced one you were not sent."""
+
+    type: Literal["slot"]
+    doctor_id: int
+    start: Instant
+    state: SlotState
+    version: int
+    collapsed: NotRequired[bool]
+
+
+class HoursEvent(TypedDict):
+    """The doctor's hours changed (it takes a version like a slot event): watch again."""
+
+    type: Literal["hours"]
+    doctor_id: int
+    version: int
+
+
+AppointmentChange = Literal["booked", "cancelled", "rescheduled", "completed", "no_show"]
+
+
+class AppointmentEvent(TypedDict):
+    """One of your appointments changed (to its doctor and its patient only)."""
+
+    type: Literal["appointment"]
+    event: AppointmentChange
+    appointment_id: int
+    doctor_id: int
+    patient_id: int
+    patient_name: str
+    start: Instant
+    status: str
+    late: NotRequired[bool]
+    previous_id: NotRequired[int]
+
+
+class Error(TypedDict):
+    """A command failed; the connection stays open."""
+
+    type: Literal["error"]
+    code: str
+    message: str
+    fields: NotRequired[list[dict[str, str]]]
+    reason: NotRequired[str]
+    ref: NotRequired[Ref]
+
+
+Reply = (
+    Ready | Snapshot | Resynced | Unwatched | Held | Released | Booked | Cancelled | Rescheduled
+) | (Pong | Error)
+Event = SlotEvent | HoursEvent | AppointmentEvent  # what travels on the bus
+ServerMessage = Reply | Event
+for _kind in (User, Person, Appointment, SlotInfo, *get_args(ServerMessage)):
+    _kind.__pydantic_config__ = STRICT  # as with_config does
+SERVER = TypeAdapter[ServerMessage](Annotated[ServerMessage, Field(discriminator="type")])
+EVENT = TypeAdapter[Event](Annotated[Event, Field(discriminator="type")])
+
+
+def _names(union: object) -> tuple[str, ...]:
+    return tuple(str(get_args(get_type_hints(kind)["type"])[0]) for kind in get_args(union))
+
+
+COMMANDS = _names(Command)
+EVENTS = _names(ServerMessage)
+
+
+def parse(text: str) -> Command:
     """One client frame as a validated command; InvalidInput naming the problem if not."""
     try:
         raw = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidInput("the message is not JSON") from exc
     if not isinstance(raw, dict):
         raise InvalidInput("the message must be a JSON object")
     try:
-        return dict(COMMAND.validate_python(raw))
+        return COMMAND.validate_python(raw)
     except ValidationError as exc:
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "message", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidInput(f"invalid {raw.get('type', 'message')!s:.20} message", fields) from exc
+        kind = str(raw.get("type", "message"))[:20]
+        raise InvalidInput(f"invalid {kind} message", fields_of(exc, "message")) from exc
 
 
-def dump(message: dict[str, Any]) -> str:
+def dump(message: ServerMessage) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+def event(payload: object) -> Event:
+    """A stored or published event: the hub wrote it (to the outbox, through Redis) from
+    these types, so it is taken as one; `EVENT` checks it where that is worth the time."""
+    return cast(Event, payload)

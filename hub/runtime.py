@@ -16,6 +16,8 @@ from hub import events
 from hub.auth import Passwords, Tokens
 from hub.booking import Booking
 from hub.bus import Bus, MemoryBus, RedisBus
+from hub.calendar import Calendar
+from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.db import SessionFactory, create_engine, session_factory
 from hub.events import Relay
@@ -38,10 +40,12 @@ class Hub:
     holds: HoldStore
     bus: Bus
     booking: Booking
+    calendar: Calendar
     lifecycle: Lifecycle
     relay: Relay
     redis: Redis | RedisCluster | None
     metrics: Metrics
+    clock: Clock
 
 
 def connect_redis(settings: Settings) -> Redis | RedisCluster:
@@ -58,15 +62,16 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster:
 
 
 @asynccontextmanager
-async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
-    """Create the engine, Redis client, locks and bus on the running loop; close them after."""
+async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[Hub]:
+    """Create the engine, Redis client, locks and bus on the running loop; close them after.
+    Every part that tells time asks `clock`."""
     engine = create_engine(settings.database_url)
     redis: Redis | RedisCluster | None = None
     holds: HoldStore
     bus: RedisBus | MemoryBus
     if settings.redis_url:
         redis = connect_redis(settings)
-        holds = RedisHolds(redis, settings.redis_timeout)
+        holds = RedisHolds(redis, settings.redis_timeout, clock=clock)
         # Pub/sub ignores the database number; put it in the channel names, so hubs that
         # share a Redis server on different databases never hear each other.
         database = (
@@ -74,7 +79,7 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         )
         bus = RedisBus(redis, settings.redis_timeout, prefix=f"hub:{database}:")
     else:
-        holds = MemoryHolds()
+        holds = MemoryHolds(clock)
         bus = MemoryBus()
     sessions = session_factory(engine)
     if isinstance(holds, MemoryHolds):
@@ -85,12 +90,17 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
         "Redis" if redis else "in-process",
     )
     metrics = Metrics()
-    relay = Relay(sessions, bus, metrics)
+    relay = Relay(sessions, bus, metrics, clock)
     booking = Booking(
-        sessions, holds, relay, hold_ttl=settings.hold_ttl, max_holds=settings.max_holds
+        sessions,
+        holds,
+        relay,
+        hold_ttl=settings.hold_ttl,
+        max_holds=settings.max_holds,
+        clock=clock,
     )
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(_sweep(booking, relay, stop, metrics), name="hub-sweeper")
+    sweeper = asyncio.create_task(_sweep(booking, relay, stop, metrics, clock), name="hub-sweeper")
     try:
         yield Hub(
             settings=settings,
@@ -101,10 +111,12 @@ async def open_hub(settings: Settings) -> AsyncIterator[Hub]:
             holds=holds,
             bus=bus,
             booking=booking,
-            lifecycle=Lifecycle(sessions, relay),
+            calendar=Calendar(sessions, holds, clock),
+            lifecycle=Lifecycle(sessions, relay, clock),
             relay=relay,
             redis=redis,
             metrics=metrics,
+            clock=clock,
         )
     finally:
         await _stop(sweeper, stop)
@@ -126,7 +138,12 @@ async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 
 async def _sweep(
-    booking: Booking, relay: Relay, stop: asyncio.Event, metrics: Metrics, every: float = 0.5
+    booking: Booking,
+    relay: Relay,
+    stop: asyncio.Event,
+    metrics: Metrics,
+    clock: Clock = utcnow,
+    every: float = 0.5,
 ) -> None:
     # Every process sweeps: a lapsed hold is announced by whichever process claims it first,
     # so a slot turns free for its viewers even when the process that made the hold has died;
@@ -142,7 +159,7 @@ async def _sweep(
         await relay.flush_quietly()
         if tick % 600 == 0:  # every five minutes
             try:
-                await events.prune(booking.sessions)
+                await events.prune(booking.sessions, clock=clock)
                 await booking.forget_keys()
             except Exception as exc:
                 log.warning("pruning the outbox and idempotency keys failed: %r", exc)

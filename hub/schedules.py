@@ -2,15 +2,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date, time
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import events
-from hub.auth import Principal, Role, require
+from hub import access, events
+from hub.auth import Principal, require
 from hub.availability import WEEKDAYS, Availability, Interval, Override
 from hub.db import SessionFactory
-from hub.errors import Forbidden, NotFound
+from hub.errors import NotFound
 from hub.models import Schedule
 
 
@@ -65,7 +64,7 @@ def availability_of(row: Schedule) -> Availability:
 
 
 # fmt: off
-def row_fields(availability: Availability) -> dict[str, Any]:
+def row_fields(availability: Availability) -> dict[str, object]:
     """The stored columns for an Availability."""
     return {
         "timezone": availability.timezone,
@@ -90,6 +89,14 @@ def row_fields(availability: Availability) -> dict[str, Any]:
 # fmt: on
 
 
+def new_schedule(doctor_id: int) -> Schedule:
+    """A new doctor's schedule row: the default hours (`Availability()`) and booking rules
+    (`Policy()`), the one place a new doctor's defaults come from."""
+    return Schedule(
+        doctor_id=doctor_id, version=0, **row_fields(Availability()), **asdict(Policy())
+    )
+
+
 async def load_row(session: AsyncSession, doctor_id: int, *, lock: bool = False) -> Schedule:
     """A doctor's schedule row. `lock` holds it until the transaction ends, so the hours a
     booking was checked against cannot change before it commits, and the doctor's event
@@ -106,9 +113,10 @@ async def load(session: AsyncSession, doctor_id: int) -> Availability:
 
 
 def _may_edit(principal: Principal | None, doctor_id: int) -> None:
-    caller = require(principal)
-    if not (caller.role is Role.admin or caller.is_(Role.doctor, doctor_id)):
-        raise Forbidden("only the doctor and admins manage these hours")
+    access.ensure(
+        access.manages_doctor(require(principal), doctor_id),
+        "only the doctor and admins manage these hours",
+    )
 
 
 async def get_availability(
@@ -132,9 +140,7 @@ async def set_availability(
     one the new hours no longer cover stays and is marked in the doctor's listing."""
     _may_edit(principal, doctor_id)
     async with sessions.begin() as session:
-        row = await session.get(Schedule, doctor_id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"doctor {doctor_id} not found")
+        row = await load_row(session, doctor_id, lock=True)
         for name, value in {**row_fields(new), **asdict(policy)}.items():
             setattr(row, name, value)
         await events.record_hours(session, doctor_id)  # watchers fetch the new slots

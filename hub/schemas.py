@@ -21,7 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from hub.availability import SlotState
 from hub.models import Gender, Status
+from hub.schedules import Policy
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Phone = Annotated[
@@ -167,11 +169,18 @@ class HistoryOut(Output):
     reason: str | None
 
 
+DEFAULT_POLICY = Policy()
+
+
 class PolicyIn(Input):
-    cancel_cutoff_minutes: int = Field(default=24 * 60, ge=0, le=60 * 24 * 30)
-    allow_late_cancel: bool = False
-    one_per_patient: bool = True
-    no_show_grace_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    cancel_cutoff_minutes: int = Field(
+        default=DEFAULT_POLICY.cancel_cutoff_minutes, ge=0, le=60 * 24 * 30
+    )
+    allow_late_cancel: bool = DEFAULT_POLICY.allow_late_cancel
+    one_per_patient: bool = DEFAULT_POLICY.one_per_patient
+    no_show_grace_minutes: int = Field(
+        default=DEFAULT_POLICY.no_show_grace_minutes, ge=0, le=24 * 60
+    )
 
 
 class CancelRequest(Input):
@@ -361,7 +370,7 @@ class AvailabilityIn(Input):
 class SlotOut(Output):
     start: datetime
     end: datetime
-    state: str = Field(description="free | held | booked")
+    state: SlotState
     appointment_id: int | None = Field(
         default=None, description="Only for that patient, the doctor and admins"
     )

@@ -1,5 +1,7 @@
 // REST calls to the hub, with the bearer token kept in sessionStorage (this tab only).
 
+import { doctorName, personName } from './labels.js';
+
 const KEY = 'hub.session';
 
 export class ApiError extends Error {
@@ -102,7 +104,7 @@ export async function signIn(role, email, password) {
   if (role !== 'admin') {
     try {
       const me = await get(`/${role}s/me`);
-      const name = role === 'doctor' ? `Dr ${me.first_name} ${me.last_name}` : `${me.first_name} ${me.last_name}`;
+      const name = role === 'doctor' ? doctorName(me) : personName(me);
       signedIn = { ...signedIn, id: me.id, name };
     } catch (error) {
       clearSession();

@@ -6,8 +6,8 @@ import { Live } from './live.js';
 import { announce, h, syncLiveActions } from './ui.js';
 import * as admin from './views/admin.js';
 import * as auth from './views/auth.js';
-import * as book from './views/book.js';
-import * as dashboard from './views/dashboard.js';
+import * as book from './views/book/index.js';
+import * as dashboard from './views/dashboard/index.js';
 import * as mine from './views/mine.js';
 
 const ROUTES = {

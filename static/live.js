@@ -1,6 +1,11 @@
 // The live connection to the hub's /ws: authenticate with the first frame, keep watched
 // doctors in sync by version, reconnect with exponential backoff and jitter, and resync with
 // `since` so nothing is missed while the connection was down.
+//
+// Versions: a slow reader's pending `slot` event is replaced in place by a newer one for the
+// same slot, marked `collapsed`, so a collapsed event may skip versions and come before older
+// events of other slots. Every event is applied unless its slot has seen a newer one; only an
+// event that is not collapsed and skips past the highest version seen means a loss.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -40,7 +45,7 @@ export class Live {
     this.everReady = false;
     this.serial = 0;
     this.pending = new Map(); // ref -> {resolve, reject, timer}
-    this.watches = new Map(); // doctor id -> {from, to, version, ref, buffer, resyncing}
+    this.watches = new Map(); // doctor id -> {from, to, version, complete, ...}
     this.retryAt = null;
     window.addEventListener('online', () => this.retryNow());
     window.addEventListener('offline', () => {
@@ -267,7 +272,17 @@ export class Live {
 
   /** Watch a doctor's slots between `from` and `to` (dates or ISO instants). */
   watch(doctorId, from, to) {
-    const watch = { from, to, version: null, ref: null, buffer: [], resyncing: false };
+    const watch = {
+      from,
+      to,
+      version: null, // the highest seen
+      complete: null, // every version up to this one was seen: what `since` asks from
+      base: null, // the snapshot's version: every slot's state up to it
+      seen: new Map(), // slot start (ms) -> the version of its state applied since
+      ref: null,
+      buffer: [],
+      resyncing: false,
+    };
     this.watches.set(doctorId, watch);
     if (this.isLive) this.sendWatch(doctorId, watch);
   }
@@ -286,7 +301,7 @@ export class Live {
     if (fresh) watch.version = null;
     const command = { type: 'watch', doctor_id: doctorId, from: watch.from, to: watch.to };
     if (watch.version != null) {
-      command.since = watch.version;
+      command.since = watch.complete;
       watch.resyncing = true;
     }
     watch.ref = `watch-${doctorId}-${++this.serial}`;
@@ -311,9 +326,12 @@ export class Live {
     }
     if (message.ref !== watch.ref) return; // the answer to an older request (another week)
     watch.version = message.version;
+    watch.complete = message.version;
+    watch.base = message.version;
+    watch.seen = new Map();
     watch.resyncing = false;
     this.emit('snapshot', message);
-    const held = watch.buffer.sort((a, b) => a.version - b.version);
+    const held = watch.buffer; // in the order they came: sorting would undo a collapse
     watch.buffer = [];
     for (const event of held) this.onSlot(event);
   }
@@ -325,13 +343,21 @@ export class Live {
       watch.buffer.push(message); // the snapshot is on its way
       return;
     }
-    if (message.version <= watch.version) return; // seen already
-    if (message.version > watch.version + 1) {
+    if (!message.collapsed && message.version > watch.version + 1) {
       if (!watch.resyncing) this.sendWatch(message.doctor_id, watch); // a gap: ask with since
       return;
     }
-    watch.version = message.version;
-    this.emit('slot', message);
+    const slot = new Date(message.start).getTime();
+    const applied = watch.seen.has(slot) ? watch.seen.get(slot) : watch.base;
+    if (message.version > applied) {
+      watch.seen.set(slot, message.version);
+      watch.version = Math.max(watch.version, message.version);
+      this.emit('slot', message);
+    }
+    // An event that is not collapsed comes after every older version (or a newer state that
+    // replaced it): nothing up to it is missing. A collapsed one says nothing of the versions
+    // it skipped, so a resync asks from before them.
+    if (!message.collapsed) watch.complete = Math.max(watch.complete, message.version);
   }
 
   onResynced(message) {
@@ -342,6 +368,7 @@ export class Live {
       this.sendWatch(message.doctor_id, watch, { fresh: true }); // something was lost: start over
       return;
     }
+    watch.complete = Math.max(watch.complete, message.version); // the replay brought the rest
     this.emit('resynced', message);
   }
 }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aioredis
+from playwright import sync_api
 from sqlalchemy import Engine, create_engine, text
 from starlette.testclient import TestClient
 
@@ -27,6 +29,15 @@ REDIS_KINDS = [*(["redis"] if REDIS_URL else []), *(["cluster"] if CLUSTER_URL e
 BACKENDS = ["embedded", *(["mariadb"] if MARIADB_URL and REDIS_URL else [])]
 SECRET = "test-secret-key-that-is-long-enough-for-hs256-000"
 PASSWORD = "correct horse battery"
+CHROMIUM = os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TABLES = (
     "outbox",
     "appointment_events",
@@ -220,7 +231,7 @@ class World:
                     "INSERT INTO admins (email, password_hash, created_at, updated_at) "
                     "VALUES (:email, :hash, :now, :now)"
                 ),
-                {"email": email, "hash": passwords.hash(PASSWORD), "now": now},
+                {"email": email, "hash": asyncio.run(passwords.hash(PASSWORD)), "now": now},
             )
             admin_id = conn.execute(
                 text("SELECT id FROM admins WHERE email = :email"), {"email": email}
@@ -287,3 +298,17 @@ def insert_patients(raw: Engine, count: int, tag: str) -> list[int]:
         )
     assert len(ids) == count
     return ids
+
+
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        message = f"no Chromium at {CHROMIUM} (set HUB_TEST_CHROMIUM)"
+        if os.environ.get("HUB_TEST_DATABASE_URL"):  # CI installs it: missing is a failure
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

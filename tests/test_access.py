@@ -12,7 +12,9 @@ from datetime import datetime
 from itertools import count
 from typing import Any
 
+from hub import access
 from hub.app import ENDPOINTS
+from hub.auth import Principal, Role
 from tests.conftest import PASSWORD, Actor, World, iso, slot
 
 WHO = ("anon", "A", "B", "X", "Y", "admin")
@@ -315,3 +317,33 @@ def test_listings_do_not_leak(world: World) -> None:
     assert all(not {"email", "phone", "date_of_birth"} & d.keys() for d in doctors)
     assert "email" not in get(f"/doctors/{x}", "Y")
     assert _ids(get("/patients/", "Y")) == []
+
+
+# The named rules the services apply (hub/access.py), for the same six callers: patients A
+# (id 1) and B (2), doctors X (1) and Y (2), an admin, and nobody. An appointment of A with X.
+CALLERS = {
+    "anon": None,
+    "A": Principal(Role.patient, 1),
+    "B": Principal(Role.patient, 2),
+    "X": Principal(Role.doctor, 1),
+    "Y": Principal(Role.doctor, 2),
+    "admin": Principal(Role.admin, 1),
+}
+RULES: dict[str, tuple[Callable[[Principal | None], bool], set[str]]] = {
+    "is_admin": (access.is_admin, {"admin"}),
+    "manages_patient A": (lambda c: access.manages_patient(c, 1), {"A", "admin"}),
+    "manages_doctor X": (lambda c: access.manages_doctor(c, 1), {"X", "admin"}),
+    "party_to A with X": (
+        lambda c: access.party_to(c, doctor_id=1, patient_id=1),
+        {"A", "X", "admin"},
+    ),
+    "is_doctor": (access.is_doctor, {"X", "Y"}),
+}
+
+
+def test_each_access_rule_allows_exactly_its_callers() -> None:
+    wrong = {
+        name: {who for who, caller in CALLERS.items() if rule(caller)} ^ allowed
+        for name, (rule, allowed) in RULES.items()
+    }
+    assert {name: who for name, who in wrong.items() if who} == {}

@@ -1,15 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from argon2 import PasswordHasher, Type
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Mapper
+from starlette.testclient import TestClient
 
+from hub import accounts, db
+from hub.app import create_app
+from hub.auth import Passwords, Role, Tokens
 from hub.config import Settings
-from tests.conftest import PASSWORD, World, bearer
+from hub.models import Doctor, Patient
+from tests.conftest import PASSWORD, World, bearer, insert_patients
 
 TOO_BIG = 64 * 1024 + 1
 PRIVATE = {"password", "password_hash"}
@@ -297,3 +308,170 @@ def test_wrong_method_is_405_with_allow(world: World) -> None:
     answer = world.client.delete("/patients/")
     _error(answer, 405, "method_not_allowed")
     assert "GET" in answer.headers["allow"]
+
+
+# The production cost (Settings' defaults): what a login costs in a real hub.
+PRODUCTION = Settings(database_url="sqlite://", secret_key="unused")
+
+
+def _accounts_at_production_cost(raw: Engine, count: int) -> tuple[list[str], float]:
+    """`count` patients whose password hash has the production cost, and how long one
+    verification of that hash takes on this machine, now."""
+    hasher = PasswordHasher(
+        time_cost=PRODUCTION.argon2_time_cost,
+        memory_cost=PRODUCTION.argon2_memory_kib,
+        type=Type.ID,
+    )
+    stored = hasher.hash(PASSWORD)
+    ids = insert_patients(raw, count, "costly")
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE patients SET password_hash = :hash"), {"hash": stored})
+    started = time.perf_counter()
+    hasher.verify(stored, PASSWORD)
+    return [f"costly{n}@example.org" for n in range(len(ids))], time.perf_counter() - started
+
+
+async def test_logins_at_production_cost_leave_the_event_loop_running(
+    settings: Settings, raw: Engine
+) -> None:
+    emails, one_verify = _accounts_at_production_cost(raw, 5)
+    passwords = Passwords(PRODUCTION.argon2_time_cost, PRODUCTION.argon2_memory_kib)
+    engine = db.create_engine(settings.database_url)
+    sessions = db.session_factory(engine)
+    stop = asyncio.Event()
+    gaps = [0.0]
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        tokens = await asyncio.gather(
+            *(
+                accounts.login(sessions, passwords, Tokens(settings), Role.patient, email, PASSWORD)
+                for email in emails
+            )
+        )
+    finally:
+        stop.set()
+        await ticker
+        await engine.dispose()
+    assert len(tokens) == 5
+    assert max(gaps) < one_verify / 2, (max(gaps), one_verify)
+
+
+async def test_more_concurrent_logins_than_database_connections_all_succeed(
+    settings: Settings, raw: Engine
+) -> None:
+    # Four connections, and a pool wait of a few verifications: a login that hashed on the
+    # loop, or held its connection while it hashed, would leave the others waiting longer.
+    emails, one_verify = _accounts_at_production_cost(raw, 40)
+    passwords = Passwords(PRODUCTION.argon2_time_cost, PRODUCTION.argon2_memory_kib)
+    engine = create_async_engine(
+        settings.database_url, pool_size=4, max_overflow=0, pool_timeout=8 * one_verify
+    )
+    sessions = db.session_factory(engine)
+    try:
+        answers = await asyncio.gather(
+            *(
+                accounts.login(sessions, passwords, Tokens(settings), Role.patient, email, PASSWORD)
+                for email in emails
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await engine.dispose()
+    failures = [repr(answer) for answer in answers if isinstance(answer, BaseException)]
+    assert not failures, f"{len(failures)} of 40 failed: {failures[:3]}"
+
+
+@contextmanager
+def before_writing(
+    table: type[Any], when: str, act: Callable[[Connection, Any], None]
+) -> Iterator[None]:
+    """Run `act` on the service's own connection just before it writes a row of `table`
+    (`when` is `before_insert` or `before_update`): a real refusal from the real database."""
+
+    def hook(_mapper: Mapper[Any], connection: Connection, row: Any) -> None:
+        act(connection, row)
+
+    event.listen(table, when, hook)
+    try:
+        yield
+    finally:
+        event.remove(table, when, hook)
+
+
+def doomed_specialization(raw: Engine) -> int:
+    with raw.begin() as conn:
+        conn.execute(text("INSERT INTO specializations (name) VALUES ('Doomed')"))
+        return int(
+            conn.execute(text("SELECT id FROM specializations WHERE name = 'Doomed'")).scalar_one()
+        )
+
+
+def deleting(sid: int) -> Callable[[Connection, Any], None]:
+    def delete(connection: Connection, _row: Any) -> None:
+        connection.execute(text("DELETE FROM specializations WHERE id = :id"), {"id": sid})
+
+    return delete
+
+
+def test_doctor_whose_specialization_vanishes_before_the_insert_is_404(
+    world: World, raw: Engine
+) -> None:
+    sid = doomed_specialization(raw)
+    with before_writing(Doctor, "before_insert", deleting(sid)):
+        answer = world.client.post("/doctors/", json=world.person(specialization_id=sid))
+    assert _error(answer, 404, "not_found")["detail"] == f"specialization {sid} not found"
+
+
+def test_doctor_moved_to_a_specialization_that_vanishes_before_the_update_is_404(
+    world: World, raw: Engine
+) -> None:
+    doctor = world.doctor()
+    sid = doomed_specialization(raw)
+    with before_writing(Doctor, "before_update", deleting(sid)):
+        answer = world.client.put(
+            f"/doctors/{doctor.id}", json={"specialization_id": sid}, headers=doctor.headers
+        )
+    assert _error(answer, 404, "not_found")["detail"] == f"specialization {sid} not found"
+
+
+def test_an_integrity_error_other_than_a_taken_email_is_a_500_not_email_taken(
+    settings: Settings, world: World
+) -> None:
+    def blank(_connection: Connection, row: Any) -> None:
+        row.last_name = None  # NOT NULL
+
+    with (
+        TestClient(create_app(settings), raise_server_exceptions=False) as client,
+        before_writing(Patient, "before_insert", blank),
+    ):
+        answer = client.post("/patients/", json=world.person())
+    _error(answer, 500, "internal")
+
+
+def test_email_taken_by_a_concurrent_registration_is_409_email_taken(world: World) -> None:
+    taken = world.person()
+    twin = world.person(email=taken["email"])
+
+    def register_twin(connection: Connection, _row: Any) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        connection.execute(
+            text(
+                "INSERT INTO patients (first_name, last_name, date_of_birth, gender, email, "
+                "phone, password_hash, created_at, updated_at) VALUES ('Twin', 'Twin', "
+                "'1990-01-01', 'other', :email, '+4420794600', 'x', :now, :now)"
+            ),
+            {"email": twin["email"], "now": now},
+        )
+
+    with before_writing(Patient, "before_insert", register_twin):
+        answer = world.client.post("/patients/", json=taken)
+    _error(answer, 409, "email_taken")

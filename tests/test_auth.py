@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -8,6 +10,7 @@ from typing import Any
 
 import jwt
 import pytest
+from argon2 import PasswordHasher
 from jwt.warnings import InsecureKeyLengthWarning
 from starlette.testclient import TestClient
 
@@ -116,26 +119,53 @@ def test_token_for_a_doctor_is_refused_on_a_patient_route(
     assert client.get("/patients/me", headers=bearer(token)).status_code == 403
 
 
-def test_password_verifies_against_its_hash() -> None:
-    assert PASSWORDS.verify(PASSWORDS.hash("s3cret password"), "s3cret password") is True
+async def test_password_verifies_against_its_hash() -> None:
+    stored = await PASSWORDS.hash("s3cret password")
+    assert await PASSWORDS.verify(stored, "s3cret password") is True
 
 
-def test_wrong_password_does_not_verify() -> None:
-    assert PASSWORDS.verify(PASSWORDS.hash("s3cret password"), "S3cret password") is False
+async def test_wrong_password_does_not_verify() -> None:
+    stored = await PASSWORDS.hash("s3cret password")
+    assert await PASSWORDS.verify(stored, "S3cret password") is False
 
 
 @pytest.mark.parametrize(
     "garbage",
     ["", "not a hash", "$argon2id$v=19$m=1024,t=1,p=1$garbage", "$2b$12$" + "a" * 53],
 )
-def test_verify_on_a_garbage_hash_is_false(garbage: str) -> None:
-    assert PASSWORDS.verify(garbage, "s3cret password") is False
+async def test_verify_on_a_garbage_hash_is_false(garbage: str) -> None:
+    assert await PASSWORDS.verify(garbage, "s3cret password") is False
 
 
-def test_verify_missing_is_always_false() -> None:
-    assert PASSWORDS.verify_missing("not a password anyone has") is False
+async def test_verify_missing_is_always_false() -> None:
+    assert await PASSWORDS.verify_missing("not a password anyone has") is False
 
 
-def test_hashes_are_argon2id_and_salted() -> None:
-    first, second = PASSWORDS.hash("same"), PASSWORDS.hash("same")
+async def test_hashes_are_argon2id_and_salted() -> None:
+    first, second = await PASSWORDS.hash("same"), await PASSWORDS.hash("same")
     assert first.startswith("$argon2id$") and first != second
+
+
+async def test_hashing_runs_off_the_loop_at_most_workers_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passwords = Passwords(UNIT.argon2_time_cost, UNIT.argon2_memory_kib, workers=2)
+    real, lock = PasswordHasher.hash, threading.Lock()
+    threads: set[int] = set()
+    running = most = 0
+
+    def watched(hasher: PasswordHasher, password: str, *, salt: bytes | None = None) -> str:
+        nonlocal running, most
+        with lock:
+            threads.add(threading.get_ident())
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)  # long enough for the others to pile up
+        with lock:
+            running -= 1
+        return real(hasher, password, salt=salt)
+
+    monkeypatch.setattr(PasswordHasher, "hash", watched)
+    await asyncio.gather(*(passwords.hash(str(n)) for n in range(8)))
+    assert most == 2
+    assert threading.get_ident() not in threads

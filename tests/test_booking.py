@@ -93,7 +93,7 @@ class SlotFeed:
     def subscribe(self, doctor_id: int) -> None:
         channel = f"doctor:{doctor_id}:slots"
         if self._backend == "embedded":
-            bus = self._client.app.state.hub.bus  # type: ignore[attr-defined]
+            bus = self._client.app_state["hub"].bus  # type: ignore[attr-defined]
             assert isinstance(bus, MemoryBus)
             seen: list[dict[str, Any]] = []
             portal = self._client.portal  # the app's own loop

@@ -105,3 +105,20 @@ def test_swagger_ui_bundle_is_version_5_or_later(client: TestClient) -> None:
     found = re.search(r'PACKAGE_VERSION:"(\d+)\.\d+\.\d+"', bundle)
     assert found is not None
     assert int(found.group(1)) >= 5
+
+
+def _path_types(document: dict[str, Any], path: str, method: str) -> dict[str, str]:
+    operation = document["paths"][path][method]
+    return {p["name"]: p["schema"]["type"] for p in operation["parameters"] if p["in"] == "path"}
+
+
+def test_path_parameters_carry_the_type_of_their_route(document: dict[str, Any]) -> None:
+    assert _path_types(document, "/appointments/holds/{hold_id}", "delete") == {"hold_id": "string"}
+    assert _path_types(document, "/appointments/{id}/cancel", "put") == {"id": "integer"}
+
+
+def test_every_path_parameter_is_documented_once(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        named = set(re.findall(r"{(\w+)}", path))
+        for method in operations:
+            assert set(_path_types(document, path, method)) == named

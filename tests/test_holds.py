@@ -5,31 +5,32 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from datetime import time as clock
+from datetime import time as wall
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import Engine, text
-from starlette.testclient import TestClient
 
 from hub import db
-from hub.app import create_app
-from hub.booking import KEY_LIFETIME, Booking
+from hub.booking import Booking
 from hub.config import Settings
 from hub.errors import HoldsUnavailable, InvalidInput, TooManyHolds
 from hub.events import Relay
 from hub.holds import Hold, HoldStore, MemoryHolds, RedisHolds, SlotHeld
+from hub.idempotency import KEY_LIFETIME
+from tests.clocks import MovingClock, app_on
 from tests.conftest import REDIS_KINDS, Actor, World, async_redis, iso, next_workday, slot
 
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
 STORES = ["memory", *REDIS_KINDS]
 needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="HUB_TEST_REDIS_URL is not set")
-LONG = 60_000  # ms: a hold that stays live for the whole test
-SHORT = 100  # ms: a hold that lapses during the test
-LAPSE = 0.4  # s: sleep long enough for a SHORT hold to lapse
+# The stores run on a clock the test moves: a SHORT hold lapses when the test moves time by
+# LAPSE, while its Redis key (PX in real time) is still there; the clock alone decides.
+LONG = 600_000  # ms: a hold that stays live for the whole test
+SHORT = 30_000  # ms: a hold that lapses during the test
+LAPSE = 31  # s: how far a test moves the clock for a SHORT hold to lapse
 START = datetime(2031, 3, 4, 10, tzinfo=UTC)
 
 
@@ -40,37 +41,41 @@ def _at(hour: int, doctor_id: int = 1, patient_id: int = 1) -> Hold:
 # Store level
 
 
+@pytest.fixture
+def clock() -> MovingClock:
+    return MovingClock(datetime(2031, 3, 1, 8, tzinfo=UTC))
+
+
 @pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[HoldStore]:
+async def store(request: pytest.FixtureRequest, clock: MovingClock) -> AsyncIterator[HoldStore]:
     if request.param == "memory":
-        yield MemoryHolds()
+        yield MemoryHolds(clock)
         return
     client = async_redis(request.param)
     await client.flushdb()
     try:
-        yield RedisHolds(client, timeout=2.0)
+        yield RedisHolds(client, timeout=2.0, clock=clock)
     finally:
         await client.aclose()
 
 
 @pytest.fixture(params=REDIS_KINDS)
 async def two_processes(
-    request: pytest.FixtureRequest,
+    request: pytest.FixtureRequest, clock: MovingClock
 ) -> AsyncIterator[tuple[RedisHolds, RedisHolds]]:
     """Two RedisHolds on separate connections to one Redis (or Cluster), as two hub
     processes have."""
     first, second = async_redis(request.param), async_redis(request.param)
     await first.flushdb()
     try:
-        yield RedisHolds(first, timeout=2.0), RedisHolds(second, timeout=2.0)
+        yield RedisHolds(first, 2.0, clock=clock), RedisHolds(second, 2.0, clock=clock)
     finally:
         await first.aclose()
         await second.aclose()
 
 
-async def test_take_returns_the_hold_with_its_expiry(store: HoldStore) -> None:
+async def test_take_returns_the_hold_with_its_expiry(store: HoldStore, clock: MovingClock) -> None:
     wanted = _at(10)
-    before = datetime.now(UTC)
     taken = await store.take(wanted, LONG, 3)
     assert (taken.doctor_id, taken.start, taken.patient_id, taken.token) == (
         wanted.doctor_id,
@@ -80,8 +85,8 @@ async def test_take_returns_the_hold_with_its_expiry(store: HoldStore) -> None:
     )
     assert taken.id == wanted.id
     assert taken.expires_at is not None
-    ahead = taken.expires_at - before
-    assert timedelta(seconds=59) <= ahead <= timedelta(seconds=61)
+    ahead = taken.expires_at - clock()
+    assert abs(ahead - timedelta(milliseconds=LONG)) < timedelta(milliseconds=1)
     current = await store.holder(1, wanted.start)
     assert current is not None and current.id == wanted.id
 
@@ -103,7 +108,9 @@ async def test_the_same_start_with_another_doctor_is_another_slot(store: HoldSto
     assert other.doctor_id == 2
 
 
-async def test_the_per_patient_cap_counts_only_live_holds(store: HoldStore) -> None:
+async def test_the_per_patient_cap_counts_only_live_holds(
+    store: HoldStore, clock: MovingClock
+) -> None:
     await store.take(_at(9), SHORT, 3)
     await store.take(_at(10), SHORT, 3)
     await store.take(_at(11), LONG, 3)
@@ -111,7 +118,7 @@ async def test_the_per_patient_cap_counts_only_live_holds(store: HoldStore) -> N
         await store.take(_at(12), LONG, 3)
     assert await store.holder(1, START.replace(hour=12)) is None
     await store.take(_at(12, patient_id=2), LONG, 3)  # the cap is per patient
-    await asyncio.sleep(LAPSE)
+    clock.advance(LAPSE)
     await store.take(_at(13), LONG, 3)  # two lapsed: one live and room for two
     await store.take(_at(14), LONG, 3)
     with pytest.raises(TooManyHolds):
@@ -147,9 +154,11 @@ async def test_releasing_twice_is_false_the_second_time(store: HoldStore) -> Non
     assert await store.release(mine) is False
 
 
-async def test_a_stale_hold_does_not_release_the_next_holder(store: HoldStore) -> None:
+async def test_a_stale_hold_does_not_release_the_next_holder(
+    store: HoldStore, clock: MovingClock
+) -> None:
     stale = await store.take(_at(10, patient_id=1), SHORT, 3)
-    await asyncio.sleep(LAPSE)
+    clock.advance(LAPSE)
     current = await store.take(_at(10, patient_id=2), LONG, 3)
     assert await store.release(stale) is False
     holder = await store.holder(1, current.start)
@@ -166,11 +175,13 @@ async def test_another_hold_id_for_the_slot_does_not_release_it(store: HoldStore
     assert holder is not None and holder.id == current.id
 
 
-async def test_a_hold_lapses_after_its_ttl_and_is_swept_exactly_once(store: HoldStore) -> None:
+async def test_a_hold_lapses_after_its_ttl_and_is_swept_exactly_once(
+    store: HoldStore, clock: MovingClock
+) -> None:
     lapsing = await store.take(_at(10), SHORT, 3)
     await store.take(_at(11), LONG, 3)
     assert await store.sweep() == []
-    await asyncio.sleep(LAPSE)
+    clock.advance(LAPSE)
     assert await store.holder(1, lapsing.start) is None
     assert list(await store.held(1)) == [START.replace(hour=11)]
     swept = await store.sweep()
@@ -180,7 +191,9 @@ async def test_a_hold_lapses_after_its_ttl_and_is_swept_exactly_once(store: Hold
     assert again.patient_id == 2
 
 
-async def test_held_lists_a_doctors_live_holds_by_start(store: HoldStore) -> None:
+async def test_held_lists_a_doctors_live_holds_by_start(
+    store: HoldStore, clock: MovingClock
+) -> None:
     taken = [
         await store.take(_at(14, patient_id=1), LONG, 3),
         await store.take(_at(9, patient_id=2), LONG, 3),
@@ -188,7 +201,7 @@ async def test_held_lists_a_doctors_live_holds_by_start(store: HoldStore) -> Non
     ]
     await store.take(_at(12, doctor_id=2, patient_id=4), LONG, 3)  # another doctor
     await store.take(_at(13, patient_id=5), SHORT, 3)  # lapses
-    await asyncio.sleep(LAPSE)
+    clock.advance(LAPSE)
     held = await store.held(1)
     assert sorted(held) == sorted(hold.start for hold in taken)
     for hold in taken:
@@ -253,11 +266,11 @@ async def test_two_processes_see_each_others_holds(
 
 @needs_redis
 async def test_only_one_of_two_processes_claims_a_lapsed_hold(
-    two_processes: tuple[RedisHolds, RedisHolds],
+    two_processes: tuple[RedisHolds, RedisHolds], clock: MovingClock
 ) -> None:
     first, second = two_processes
     lapsing = [await first.take(_at(hour, patient_id=hour), SHORT, 3) for hour in (9, 10, 11)]
-    await asyncio.sleep(LAPSE)
+    clock.advance(LAPSE)
     claims = await asyncio.gather(*(holds.sweep() for holds in (first, second) * 5))
     swept = Counter(hold.id for claim in claims for hold in claim)
     assert swept == Counter({hold.id: 1 for hold in lapsing})
@@ -465,28 +478,32 @@ def test_holding_requires_signing_in(world: World) -> None:
     assert answer.status_code == 401
 
 
-# Lapsed holds: an app whose holds last one second
+# Lapsed holds: an app on a clock the test moves
 
 
 @pytest.fixture
-def brief(settings: Settings, raw: Engine) -> Iterator[World]:
-    """A World on its own app whose holds lapse after one second."""
-    with TestClient(create_app(replace(settings, hold_ttl=1))) as client:
-        yield World(client, replace(settings, hold_ttl=1), raw)
+def app_clock() -> MovingClock:
+    return MovingClock()
 
 
-def _wait_until_free(world: World, doctor: Actor, start: datetime, limit: float = 3.0) -> float:
-    began = time.monotonic()
-    while time.monotonic() - began < limit:
-        if _state(world, doctor, start) == "free":
-            return time.monotonic() - began
-        time.sleep(0.1)
-    raise AssertionError(f"the slot was still not free after {limit} s")
+@pytest.fixture
+def clocked(
+    settings: Settings, raw: Engine, app_clock: MovingClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    """A World on its own app that tells time by `app_clock`."""
+    with app_on(settings, app_clock) as client:
+        yield World(client, settings, raw)
 
 
-def test_a_lapsed_hold_turns_the_slot_free_through_the_sweeper(brief: World) -> None:
-    doctor, patient = brief.doctor(), brief.patient()
-    holds = brief.client.app.state.hub.holds  # type: ignore[attr-defined]
+def _lapse(world: World, clock: MovingClock) -> None:
+    clock.advance(world.settings.hold_ttl + 1)
+
+
+def test_a_lapsed_hold_turns_the_slot_free_through_the_sweeper(
+    clocked: World, app_clock: MovingClock
+) -> None:
+    doctor, patient = clocked.doctor(), clocked.patient()
+    holds = clocked.client.app_state["hub"].holds  # type: ignore[attr-defined]
     sweep = holds.sweep
     claimed: list[str] = []
 
@@ -496,26 +513,27 @@ def test_a_lapsed_hold_turns_the_slot_free_through_the_sweeper(brief: World) -> 
         return lapsed
 
     holds.sweep = recording  # the app's own sweeper task calls this every 0.5 s
-    hold_id = _held(brief, patient, doctor, slot(10))
-    assert _state(brief, doctor, slot(10)) == "held"
-    assert _wait_until_free(brief, doctor, slot(10)) < 2.0
+    hold_id = _held(clocked, patient, doctor, slot(10))
+    assert _state(clocked, doctor, slot(10)) == "held"
+    _lapse(clocked, app_clock)
+    assert _state(clocked, doctor, slot(10)) == "free"
     deadline = time.monotonic() + 2
     while hold_id not in claimed:
         assert time.monotonic() < deadline, "the sweeper never claimed the lapsed hold"
         time.sleep(0.05)
     time.sleep(0.6)  # another sweep round: the hold is claimed once only
     assert claimed == [hold_id]
-    assert _state(brief, doctor, slot(10)) == "free"
+    assert _state(clocked, doctor, slot(10)) == "free"
 
 
 def test_a_stalled_holder_cannot_confirm_after_another_patient_booked(
-    brief: World, raw: Engine
+    clocked: World, app_clock: MovingClock, raw: Engine
 ) -> None:
-    doctor, stalled, quick = brief.doctor(), brief.patient(), brief.patient()
-    hold_id = _held(brief, stalled, doctor, slot(10))
-    _wait_until_free(brief, doctor, slot(10))
-    assert _book(brief, quick, _direct(doctor, slot(10))).status_code == 201
-    assert _error(_book(brief, stalled, {"hold_id": hold_id})) == (409, "hold_expired")
+    doctor, stalled, quick = clocked.doctor(), clocked.patient(), clocked.patient()
+    hold_id = _held(clocked, stalled, doctor, slot(10))
+    _lapse(clocked, app_clock)
+    assert _book(clocked, quick, _direct(doctor, slot(10))).status_code == 201
+    assert _error(_book(clocked, stalled, {"hold_id": hold_id})) == (409, "hold_expired")
     assert _rows(raw, doctor) == 1
     with raw.connect() as conn:
         owner = conn.execute(
@@ -525,22 +543,39 @@ def test_a_stalled_holder_cannot_confirm_after_another_patient_booked(
     assert owner == quick.id
 
 
-def test_a_lapsed_hold_still_books_a_slot_nobody_took(brief: World, raw: Engine) -> None:
-    doctor, patient = brief.doctor(), brief.patient()
-    hold_id = _held(brief, patient, doctor, slot(10))
-    _wait_until_free(brief, doctor, slot(10))
-    answer = _book(brief, patient, {"hold_id": hold_id})
+def test_a_lapsed_hold_still_books_a_slot_nobody_took(
+    clocked: World, app_clock: MovingClock, raw: Engine
+) -> None:
+    doctor, patient = clocked.doctor(), clocked.patient()
+    hold_id = _held(clocked, patient, doctor, slot(10))
+    _lapse(clocked, app_clock)
+    answer = _book(clocked, patient, {"hold_id": hold_id})
     assert answer.status_code == 201, answer.text
     assert _rows(raw, doctor) == 1
 
 
-def test_a_lapsed_hold_confirms_against_a_new_holder_as_expired(brief: World) -> None:
-    doctor, stalled, quick = brief.doctor(), brief.patient(), brief.patient()
-    hold_id = _held(brief, stalled, doctor, slot(10))
-    _wait_until_free(brief, doctor, slot(10))
-    _held(brief, quick, doctor, slot(10))
-    assert _error(_book(brief, stalled, {"hold_id": hold_id})) == (409, "hold_expired")
-    assert _state(brief, doctor, slot(10)) == "held"
+def test_a_lapsed_hold_confirms_against_a_new_holder_as_expired(
+    clocked: World, app_clock: MovingClock
+) -> None:
+    doctor, stalled, quick = clocked.doctor(), clocked.patient(), clocked.patient()
+    hold_id = _held(clocked, stalled, doctor, slot(10))
+    _lapse(clocked, app_clock)
+    _held(clocked, quick, doctor, slot(10))
+    assert _error(_book(clocked, stalled, {"hold_id": hold_id})) == (409, "hold_expired")
+    assert _state(clocked, doctor, slot(10)) == "held"
+
+
+def test_a_hold_is_live_until_the_clock_passes_its_expiry(
+    clocked: World, app_clock: MovingClock
+) -> None:
+    doctor, holder, other = clocked.doctor(), clocked.patient(), clocked.patient()
+    _held(clocked, holder, doctor, slot(10))
+    app_clock.advance(clocked.settings.hold_ttl - 1)
+    assert _state(clocked, doctor, slot(10)) == "held"
+    assert _error(_book(clocked, other, _direct(doctor, slot(10)))) == (409, "slot_taken")
+    app_clock.advance(2)
+    assert _state(clocked, doctor, slot(10)) == "free"
+    assert _book(clocked, other, _direct(doctor, slot(10))).status_code == 201
 
 
 class Recorder:
@@ -560,17 +595,19 @@ class Recorder:
 
 
 async def test_a_sweep_never_announces_free_a_slot_someone_holds_again(
-    settings: Settings,
+    settings: Settings, clock: MovingClock
 ) -> None:
     engine = db.create_engine(settings.database_url)
     client = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
-        holds: HoldStore = MemoryHolds() if client is None else RedisHolds(client, 2.0)
+        holds: HoldStore = (
+            MemoryHolds(clock) if client is None else RedisHolds(client, 2.0, clock=clock)
+        )
         bus = Recorder()
         sessions = db.session_factory(engine)
-        booking = Booking(sessions, holds, Relay(sessions, bus))
+        booking = Booking(sessions, holds, Relay(sessions, bus, clock=clock), clock=clock)
         await holds.take(Hold.new(1, START, 1), SHORT, 3)
-        await asyncio.sleep(LAPSE)  # the first hold lapses, and before any sweep...
+        clock.advance(LAPSE)  # the first hold lapses, and before any sweep...
         await holds.take(Hold.new(1, START, 2), LONG, 3)  # ...another patient holds the slot
         await booking.sweep()
         announced = [message.get("state") for message in bus.messages]
@@ -588,7 +625,7 @@ def _workday_slots(count: int) -> list[datetime]:
     day = datetime.now(UTC).date() + timedelta(days=2)
     while len(starts) < count:
         if day.weekday() < 5:
-            starts += [datetime.combine(day, clock(hour), tzinfo=UTC) for hour in range(9, 17)]
+            starts += [datetime.combine(day, wall(hour), tzinfo=UTC) for hour in range(9, 17)]
         day += timedelta(days=1)
     return starts[:count]
 
@@ -601,7 +638,7 @@ def test_a_hundred_stalled_holders_never_double_book(world: World, raw: Engine) 
     world.allow_repeat_bookings(doctor)
     portal = world.client.portal
     assert portal is not None
-    holds = world.client.app.state.hub.holds  # type: ignore[attr-defined]
+    holds = world.client.app_state["hub"].holds  # type: ignore[attr-defined]
     statuses: Counter[tuple[str, int, str | None]] = Counter()
     for start in _workday_slots(TRIALS):
         held = _hold(world, stalled, doctor, start)
@@ -711,7 +748,7 @@ def test_keys_past_their_lifetime_are_forgotten_and_younger_ones_still_replay(
             text("UPDATE idempotency_keys SET created_at = :aged WHERE `key` = 'old'"),
             {"aged": aged.replace(tzinfo=None)},
         )
-    booking: Booking = world.client.app.state.hub.booking  # type: ignore[attr-defined]
+    booking: Booking = world.client.app_state["hub"].booking  # type: ignore[attr-defined]
     assert world.client.portal.call(booking.forget_keys) == 1
     with raw.connect() as conn:
         kept = conn.execute(text("SELECT `key` FROM idempotency_keys")).scalars().all()
@@ -726,3 +763,21 @@ def test_a_malformed_idempotency_key_is_invalid(world: World, key: str) -> None:
     headers = {**patient.headers, "Idempotency-Key": key}
     answer = world.client.post("/appointments/", json=_direct(doctor, slot(10)), headers=headers)
     assert _error(answer) == (422, "invalid")
+
+
+def test_a_key_answers_retries_until_the_clock_passes_its_lifetime(
+    clocked: World, app_clock: MovingClock
+) -> None:
+    doctor, patient = clocked.doctor(), clocked.patient()
+    first = _book(clocked, patient, _direct(doctor, slot(10)), key="once")
+    assert first.status_code == 201, first.text
+    booking: Booking = clocked.client.app_state["hub"].booking  # type: ignore[attr-defined]
+    forget = clocked.client.portal.call  # type: ignore[union-attr]
+    app_clock.advance(KEY_LIFETIME.total_seconds() - 3600)
+    assert forget(booking.forget_keys) == 0
+    again = _book(clocked, patient, _direct(doctor, slot(10)), key="once")
+    assert (again.status_code, again.json()["id"]) == (201, first.json()["id"])
+    app_clock.advance(2 * 3600)
+    assert forget(booking.forget_keys) == 1
+    late = _book(clocked, patient, _direct(doctor, slot(10)), key="once")  # booked anew
+    assert _error(late) == (409, "already_booked")

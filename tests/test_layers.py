@@ -6,19 +6,36 @@ from pathlib import Path
 import pytest
 
 HUB = Path(__file__).resolve().parent.parent / "hub"
-SERVICES = (
-    "accounts",
-    "auth",
-    "availability",
-    "booking",
-    "catalog",
-    "events",
-    "lifecycle",
-    "schedules",
-    "errors",
-)
-STORES = ("db", "models", "holds", "bus")
-EDGES = ("api", "app", "ws", "__main__")
+# Every module of hub/ is in exactly one layer. Data flows one way: edges -> services ->
+# stores; the wire format is shared by the edges (and the events services write).
+LAYERS = {
+    "edge": {"api", "ws"},
+    "entry": {"__main__", "app", "client", "loadtest"},
+    "wire": {"protocol", "schemas", "asyncapi"},
+    "service": {
+        "access",
+        "accounts",
+        "appointments",
+        "auth",
+        "availability",
+        "booking",
+        "calendar",
+        "catalog",
+        "events",
+        "idempotency",
+        "lifecycle",
+        "outbox",
+        "relay",
+        "schedules",
+    },
+    "store": {"bus", "db", "holds", "models", "constraints", "migrations"},
+    "support": {"__init__", "clock", "config", "errors", "metrics", "runtime", "state"},
+}
+LAYER = {name: layer for layer, names in LAYERS.items() for name in names}
+
+
+def _top(module: Path) -> str:
+    return module.relative_to(HUB).parts[0].removesuffix(".py")
 
 
 def _imports(module: Path) -> set[str]:
@@ -31,17 +48,47 @@ def _imports(module: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", SERVICES + STORES)
-def test_services_and_stores_never_import_the_web_framework_or_an_edge(name: str) -> None:
-    imported = _imports(HUB / f"{name}.py")
-    assert not {n for n in imported if n.split(".")[0] == "starlette"}
-    assert not {n for n in imported if n.startswith("hub.") and n.split(".")[1] in EDGES}
+def _hub_imports(module: Path) -> set[str]:
+    return {n.split(".")[1] for n in _imports(module) if n.startswith("hub.")}
 
 
-@pytest.mark.parametrize("name", STORES)
-def test_stores_never_import_a_service(name: str) -> None:
-    imported = _imports(HUB / f"{name}.py")
-    assert not {n for n in imported if n.startswith("hub.") and n.split(".")[1] in SERVICES[:-1]}
+MODULES = sorted(p for p in HUB.rglob("*.py") if "migrations" not in p.parts)
+
+
+def _in(layer: str) -> list[Path]:
+    return [m for m in MODULES if LAYER.get(_top(m)) == layer]
+
+
+def test_every_module_of_the_hub_belongs_to_a_layer() -> None:
+    present = {_top(m) for m in HUB.rglob("*.py")}
+    assert sorted(present - set(LAYER)) == []
+
+
+@pytest.mark.parametrize("module", _in("service") + _in("store"), ids=str)
+def test_services_and_stores_import_neither_the_web_framework_nor_an_edge(module: Path) -> None:
+    assert not {n for n in _imports(module) if n.split(".")[0] == "starlette"}
+    assert not {n for n in _hub_imports(module) if LAYER[n] in ("edge", "entry")}
+
+
+@pytest.mark.parametrize("module", _in("service") + _in("store"), ids=str)
+def test_services_and_stores_never_import_the_request_schemas(module: Path) -> None:
+    assert "schemas" not in _hub_imports(module)
+
+
+@pytest.mark.parametrize("module", _in("store"), ids=str)
+def test_stores_never_import_a_service(module: Path) -> None:
+    assert not {n for n in _hub_imports(module) if LAYER[n] == "service"}
+
+
+@pytest.mark.parametrize("module", _in("edge"), ids=str)
+def test_an_edge_never_imports_another_edge(module: Path) -> None:
+    others = LAYERS["edge"] - {_top(module)}
+    assert not (_hub_imports(module) & others)
+
+
+@pytest.mark.parametrize("module", _in("wire") + _in("support"), ids=str)
+def test_the_wire_format_and_support_modules_import_no_edge(module: Path) -> None:
+    assert not {n for n in _hub_imports(module) if LAYER[n] in ("edge", "entry")}
 
 
 def test_every_module_starts_with_future_annotations() -> None:

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from hub import runtime
+from hub.config import Settings
 from hub.errors import HoldsUnavailable
+from hub.holds import Hold
 from hub.metrics import Metrics
+from tests.clocks import MovingClock
+
+START = datetime(2031, 3, 4, 10, tzinfo=UTC)
 
 
 class SwallowingHolds:
@@ -47,3 +53,16 @@ async def test_the_sweeper_stops_even_when_its_cancellation_is_swallowed() -> No
         holds.swallow = False  # let a sweeper that did not stop be cancelled after all
         sweeper.cancel()
         await asyncio.wait([stopping], timeout=5)
+
+
+async def test_every_part_of_a_hub_tells_time_by_the_clock_it_was_opened_with(
+    settings: Settings,
+) -> None:
+    clock = MovingClock(datetime(2031, 3, 1, 8, tzinfo=UTC))
+    async with runtime.open_hub(settings, clock) as hub:
+        assert hub.clock is clock
+        taken = await hub.holds.take(Hold.new(1, START, 1), 60_000, 3)
+        assert taken.expires_at == clock() + timedelta(minutes=1)
+        clock.advance(61)
+        assert await hub.holds.holder(1, START) is None
+        assert [hold.id for hold in await hub.holds.sweep()] == [taken.id]

@@ -21,11 +21,13 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from hub import protocol, ws
+from hub import events, protocol, ws
 from hub.app import create_app
 from hub.auth import Principal, Role, Tokens
+from hub.bus import slot_channel
 from hub.config import Settings
 from hub.protocol import Close
+from hub.ws import commands
 from tests.conftest import Actor, World, iso, next_workday, slot
 from tests.server import serve_in_thread
 
@@ -56,7 +58,9 @@ class Peer:
         except TimeoutError:
             pytest.fail(f"no frame from the server within {timeout:.1f} s")
         self.session._raise_on_close(message)
-        return dict(json.loads(message["text"]))
+        frame = json.loads(message["text"])
+        protocol.SERVER.validate_python(frame)  # what the AsyncAPI document says, exactly
+        return dict(frame)
 
     def next(self, timeout: float = WAIT) -> dict[str, Any]:
         return self.inbox.pop(0) if self.inbox else self.frame(timeout)
@@ -496,6 +500,55 @@ def test_watch_since_a_version_no_longer_kept_gets_a_snapshot(
     ]
 
 
+def _gap(peer: Peer, client: TestClient, doctor: Actor, version: int) -> None:
+    """Deliver a slot event that skips ahead, as if pub/sub had lost the ones before it."""
+    hub = client.app_state["hub"]
+    event = {"type": "slot", "doctor_id": doctor.id, "start": iso(slot(15)), "state": "held"}
+    peer.session.portal.call(
+        hub.bus.publish, slot_channel(doctor.id), {**event, "version": version}
+    )
+
+
+def test_a_failed_catch_up_falls_back_to_a_snapshot_and_the_viewer_stays_live(
+    world: World, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doctor, patient, viewer = world.doctor(), world.patient(), world.patient()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the outbox cannot be read")
+
+    monkeypatch.setattr(events, "replay", broken)
+    with connected(client, viewer) as watching, connected(client, patient) as peer:
+        version = watch(watching, doctor)["version"]
+        _gap(watching, client, doctor, version + 5)
+        snapshot = watching.expect("snapshot")
+        assert (snapshot["doctor_id"], snapshot["version"]) == (doctor.id, version)
+        assert hold(peer, doctor, slot(10))["type"] == "held"
+        live = watching.expect("slot")
+        assert (live["start"], live["state"], live["version"]) == (
+            iso(slot(10)),
+            "held",
+            version + 1,
+        )
+
+
+def test_a_catch_up_with_neither_replay_nor_snapshot_is_an_error_then_1013(
+    world: World, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doctor, viewer = world.doctor(), world.patient()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the database is away")
+
+    with connected(client, viewer) as watching:
+        version = watch(watching, doctor)["version"]
+        monkeypatch.setattr(events, "replay", broken)
+        monkeypatch.setattr(client.app_state["hub"].calendar, "view", broken)
+        _gap(watching, client, doctor, version + 5)
+        assert watching.expect("error")["code"] == "resync_failed"
+        assert closed_with(watching) == Close.TRY_AGAIN_LATER
+
+
 # Errors
 
 
@@ -549,6 +602,9 @@ def test_a_start_not_offered_is_a_not_offered_error_saying_why(
     assert error["type"] == "error"
     assert error["code"] == "not_offered"
     assert error["message"] == "the doctor does not work at that time"
+    assert error["reason"] == "outside_hours"
+    # The client sent `start`, and is told about `start` (REST says scheduled_datetime).
+    assert [problem["field"] for problem in error["fields"]] == ["start"]
 
 
 def test_a_doctor_holding_is_a_forbidden_error(world: World, client: TestClient) -> None:
@@ -662,11 +718,10 @@ def test_asyncapi_names_exactly_the_messages_of_the_protocol(client: TestClient)
 
 
 def test_every_command_the_parser_accepts_has_a_handler() -> None:
-    union = typing.get_args(typing.get_args(protocol.Command)[0])
+    union = typing.get_args(protocol.Command)
     accepted = {typing.get_args(typing.get_type_hints(kind)["type"])[0] for kind in union}
     assert accepted == set(protocol.COMMANDS)
-    missing = [kind for kind in protocol.COMMANDS if not hasattr(ws.Session, f"do_{kind}")]
-    assert missing == []
+    assert set(commands.TABLE) == set(protocol.COMMANDS)
 
 
 # A real server

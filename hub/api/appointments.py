@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +27,7 @@ class DayQuery(BaseModel):
     date: IsoDate
 
 
-def _idempotency_key(call: Call) -> str | None:
+def _idempotency_key(call: Call[Any]) -> str | None:
     key = call.request.headers.get("idempotency-key")
     if key is not None and not KEY.fullmatch(key):
         raise InvalidInput(
@@ -36,8 +37,8 @@ def _idempotency_key(call: Call) -> str | None:
     return key
 
 
-async def book(call: Call) -> AppointmentOut:
-    body: AppointmentCreate = call.body
+async def book(call: Call[AppointmentCreate]) -> AppointmentOut:
+    body = call.body
     row, _replayed = await call.hub.booking.book(
         call.principal,
         body.doctor_id,
@@ -49,8 +50,8 @@ async def book(call: Call) -> AppointmentOut:
     return AppointmentOut.model_validate(row)
 
 
-async def hold(call: Call) -> HoldOut:
-    body: HoldCreate = call.body
+async def hold(call: Call[HoldCreate]) -> HoldOut:
+    body = call.body
     held = await call.hub.booking.hold(call.principal, body.doctor_id, body.scheduled_datetime)
     return HoldOut(
         hold_id=held.id,
@@ -60,16 +61,16 @@ async def hold(call: Call) -> HoldOut:
     )
 
 
-async def release(call: Call) -> None:
+async def release(call: Call[None]) -> None:
     await call.hub.booking.release(call.principal, call.request.path_params["hold_id"])
 
 
-async def for_patient(call: Call) -> list[AppointmentOut]:
+async def for_patient(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_patient(call.principal, call.path_int("id"))
     return [AppointmentOut.model_validate(row) for row in rows]
 
 
-async def for_doctor(call: Call) -> list[AppointmentOut]:
+async def for_doctor(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_doctor(call.principal, call.path_int("id"))
     return [
         AppointmentOut.model_validate(row).model_copy(update={"outside_hours": outside})
@@ -77,58 +78,53 @@ async def for_doctor(call: Call) -> list[AppointmentOut]:
     ]
 
 
-async def cancel(call: Call) -> AppointmentOut:
-    body: CancelRequest = call.body
+async def cancel(call: Call[CancelRequest]) -> AppointmentOut:
+    body = call.body
     row = await call.hub.lifecycle.cancel(call.principal, call.path_int("id"), body.reason)
     return AppointmentOut.model_validate(row)
 
 
-async def complete(call: Call) -> AppointmentOut:
+async def complete(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.complete(call.principal, call.path_int("id"))
     return AppointmentOut.model_validate(row)
 
 
-async def no_show(call: Call) -> AppointmentOut:
+async def no_show(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.no_show(call.principal, call.path_int("id"))
     return AppointmentOut.model_validate(row)
 
 
-async def reschedule(call: Call) -> AppointmentOut:
-    body: RescheduleRequest = call.body
-    if (body.scheduled_datetime is None) == (body.hold_id is None):
-        raise InvalidInput(
-            "give exactly one of scheduled_datetime and hold_id",
-            [{"field": "scheduled_datetime", "message": "or hold_id, exactly one"}],
-        )
+async def reschedule(call: Call[RescheduleRequest]) -> AppointmentOut:
+    body = call.body
     row = await call.hub.booking.reschedule(
         call.principal, call.path_int("id"), body.scheduled_datetime, body.hold_id
     )
     return AppointmentOut.model_validate(row)
 
 
-async def history(call: Call) -> list[HistoryOut]:
+async def history(call: Call[None]) -> list[HistoryOut]:
     rows = await call.hub.lifecycle.history(call.principal, call.path_int("id"))
     return [HistoryOut.model_validate(row) for row in rows]
 
 
-async def available_slots(call: Call) -> SlotsOut:
+async def available_slots(call: Call[None]) -> SlotsOut:
     day = call.query(DayQuery).date
     doctor_id = call.path_int("id")
-    slots = await call.hub.booking.free_slots(doctor_id, day)
+    slots = await call.hub.calendar.free_starts(doctor_id, day)
     return SlotsOut(doctor_id=doctor_id, date=day, slots=slots)
 
 
 APPOINTMENT = "/appointments/{id:int}"
-ENDPOINTS = [
+ENDPOINTS: list[Endpoint[Any, Any]] = [
     Endpoint(
         "POST",
         "/appointments/",
         book,
-        "Book a slot for the signed-in patient, from a hold or directly "
+        summary="Book a slot for the signed-in patient, from a hold or directly "
         "(honours an Idempotency-Key header)",
-        "appointments",
-        AppointmentOut,
-        AppointmentCreate,
+        tag="appointments",
+        response=AppointmentOut,
+        body=AppointmentCreate,
         status=201,
         errors=(401, 403, 404, 409, 422),
     ),
@@ -136,10 +132,10 @@ ENDPOINTS = [
         "POST",
         "/appointments/holds",
         hold,
-        "Hold a free slot for a short time while confirming (patients)",
-        "appointments",
-        HoldOut,
-        HoldCreate,
+        summary="Hold a free slot for a short time while confirming (patients)",
+        tag="appointments",
+        response=HoldOut,
+        body=HoldCreate,
         status=201,
         errors=(401, 403, 404, 409, 422, 503),
     ),
@@ -147,9 +143,9 @@ ENDPOINTS = [
         "DELETE",
         "/appointments/holds/{hold_id:str}",
         release,
-        "Release a hold (its patient)",
-        "appointments",
-        None,
+        summary="Release a hold (its patient)",
+        tag="appointments",
+        response=None,
         status=204,
         errors=(401, 403, 404, 422, 503),
     ),
@@ -157,75 +153,75 @@ ENDPOINTS = [
         "GET",
         "/appointments/patient/{id:int}",
         for_patient,
-        "A patient's appointments (self, admins)",
-        "appointments",
-        list[AppointmentOut],
+        summary="A patient's appointments (self, admins)",
+        tag="appointments",
+        response=list[AppointmentOut],
         errors=(401, 403),
     ),
     Endpoint(
         "GET",
         "/appointments/doctor/{id:int}",
         for_doctor,
-        "A doctor's appointments (self, admins); outside_hours marks those the hours no "
+        summary="A doctor's appointments (self, admins); outside_hours marks those the hours no "
         "longer cover",
-        "appointments",
-        list[AppointmentOut],
+        tag="appointments",
+        response=list[AppointmentOut],
         errors=(401, 403, 404),
     ),
     Endpoint(
         "PUT",
         APPOINTMENT + "/cancel",
         cancel,
-        "Cancel an appointment (its patient within the cutoff, its doctor, admins)",
-        "appointments",
-        AppointmentOut,
-        CancelRequest,
+        summary="Cancel an appointment (its patient within the cutoff, its doctor, admins)",
+        tag="appointments",
+        response=AppointmentOut,
+        body=CancelRequest,
         errors=(401, 403, 404, 409, 422),
     ),
     Endpoint(
         "PUT",
         APPOINTMENT + "/reschedule",
         reschedule,
-        "Move an appointment to a new start or a held slot, atomically",
-        "appointments",
-        AppointmentOut,
-        RescheduleRequest,
+        summary="Move an appointment to a new start or a held slot, atomically",
+        tag="appointments",
+        response=AppointmentOut,
+        body=RescheduleRequest,
         errors=(401, 403, 404, 409, 422),
     ),
     Endpoint(
         "PUT",
         APPOINTMENT + "/complete",
         complete,
-        "Mark an appointment completed (its doctor, at or after the start)",
-        "appointments",
-        AppointmentOut,
+        summary="Mark an appointment completed (its doctor, at or after the start)",
+        tag="appointments",
+        response=AppointmentOut,
         errors=(401, 403, 404, 409),
     ),
     Endpoint(
         "PUT",
         APPOINTMENT + "/no-show",
         no_show,
-        "Mark a no-show (its doctor, after the start + grace)",
-        "appointments",
-        AppointmentOut,
+        summary="Mark a no-show (its doctor, after the start + grace)",
+        tag="appointments",
+        response=AppointmentOut,
         errors=(401, 403, 404, 409),
     ),
     Endpoint(
         "GET",
         APPOINTMENT + "/history",
         history,
-        "Every state change: who, when, from, to, why (its patient, its doctor, admins)",
-        "appointments",
-        list[HistoryOut],
+        summary="Every state change: who, when, from, to, why (its patient, its doctor, admins)",
+        tag="appointments",
+        response=list[HistoryOut],
         errors=(401, 403, 404),
     ),
     Endpoint(
         "GET",
         "/appointments/doctor/{id:int}/available-slots",
         available_slots,
-        "Free slot starts of a doctor on a local date, in UTC",
-        "appointments",
-        SlotsOut,
+        summary="Free slot starts of a doctor on a local date, in UTC",
+        tag="appointments",
+        response=SlotsOut,
         auth=False,
         errors=(404, 422),
         query=(Param("date", {"type": "string", "format": "date"}, "YYYY-MM-DD", required=True),),

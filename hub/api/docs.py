@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hub import __version__, asyncapi
-from hub.api.endpoint import PATH_PARAM, Endpoint
+from hub.api.endpoint import Endpoint
 from hub.schemas import ErrorOut
 
 REF = "#/components/schemas/{model}"
@@ -57,7 +57,7 @@ class _Schemas:
         return schema
 
 
-def openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+def openapi(endpoints: list[Endpoint[Any, Any]]) -> dict[str, Any]:
     """The OpenAPI 3.1 document for every REST endpoint."""
     schemas = _Schemas()
     error = schemas.of(ErrorOut, "serialization")
@@ -65,8 +65,8 @@ def openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     for endpoint in endpoints:
         path = endpoint.template
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-            for name, _ in PATH_PARAM.findall(endpoint.path)
+            {"name": name, "in": "path", "required": True, "schema": schema}
+            for name, schema in endpoint.path_params().items()
         ] + [
             {
                 "name": p.name,
@@ -141,7 +141,7 @@ def openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
     }
 
 
-def routes(endpoints: list[Endpoint]) -> list[BaseRoute]:
+def routes(endpoints: list[Endpoint[Any, Any]]) -> list[BaseRoute]:
     """`/openapi.json`, and Swagger UI at `/docs` from the files installed with it."""
     document = openapi(endpoints)
 

@@ -1,39 +1,42 @@
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.convertors import Convertor, FloatConvertor, IntegerConvertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, compile_path
 from starlette.types import Message
 
 from hub.auth import Principal
-from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated
+from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated, fields_of, problem
 from hub.runtime import Hub
+from hub.state import State
 
 log = logging.getLogger("hub.api")
+Body = TypeVar("Body", bound=BaseModel | None)
 Model = TypeVar("Model", bound=BaseModel)
+Out = TypeVar("Out")
 MAX_BODY = 64 * 1024
-PATH_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")  # {name} or {name:converter}
+# What the services call a concept, the REST API calls by the original design's name.
+FIELD_NAMES = {"start": "scheduled_datetime"}
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
-    """What a handler gets: the hub, the caller, the path and query, and the parsed body."""
+class Call(Generic[Body]):
+    """What a handler gets: the hub, the caller, the request, and the parsed body."""
 
     hub: Hub
     principal: Principal | None
-    request: Request
-    body: Any = None
+    request: Request[State]
+    body: Body
 
     def path_int(self, name: str) -> int:
         value = self.request.path_params[name]
@@ -47,9 +50,6 @@ class Call:
             raise invalid(exc, "query parameters are invalid") from exc
 
 
-Handler = Callable[[Call], Awaitable[Any]]
-
-
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str
@@ -59,12 +59,14 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One REST operation: its route, its handler, and what OpenAPI says about it."""
+class Endpoint(Generic[Body, Out]):
+    """One REST operation: its route, its handler, and what OpenAPI says about it. `response`
+    is the type the handler's result is serialised as (`Out`, or what it validates into)."""
 
     method: str
     path: str
-    handler: Handler
+    handler: Callable[[Call[Body]], Awaitable[Out]]
+    _: KW_ONLY
     summary: str
     tag: str
     response: Any = None
@@ -73,59 +75,84 @@ class Endpoint:
     status: int = 200
     auth: bool = True
     query: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = field(default=())
+    errors: tuple[int, ...] = ()
 
     @property
     def template(self) -> str:
-        """The path as OpenAPI writes it: `{id}`, not `{id:int}`."""
-        return PATH_PARAM.sub(r"{\1}", self.path)
+        """The path as OpenAPI and the metrics write it: `{id}`, not `{id:int}`."""
+        return compile_path(self.path)[1]
+
+    def path_params(self) -> dict[str, dict[str, str]]:
+        """Each path parameter's JSON schema, from the route's own convertors."""
+        return {name: _schema(kind) for name, kind in compile_path(self.path)[2].items()}
 
     def route(self) -> Route:
-        serve = functools.partial(self._serve, self.template)  # the metrics label, made once
+        adapter = TypeAdapter[Any](self.response)  # built once, not per request
+        template = self.template
+
+        async def serve(request: Request[State]) -> Response:
+            hub = request.state["hub"]
+            started = time.perf_counter()
+            response = await self._answer(hub, request, adapter)
+            elapsed = time.perf_counter() - started
+            hub.metrics.requests.labels(self.method, template, str(response.status_code)).observe(
+                elapsed
+            )
+            return response
+
         return Route(self.path, serve, methods=[self.method], name=self.handler.__name__)
 
-    async def _serve(self, template: str, request: Request) -> Response:
-        hub: Hub = request.app.state.hub
-        started = time.perf_counter()
-        response = await self._answer(hub, request)
-        hub.metrics.requests.labels(self.method, template, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
-
-    async def _answer(self, hub: Hub, request: Request) -> Response:
+    async def _answer(
+        self, hub: Hub, request: Request[State], adapter: TypeAdapter[Any]
+    ) -> Response:
         try:
-            call = Call(hub, _principal(hub, request), request)
+            principal = _principal(hub, request)
+            body: Any = None
             if self.body is not None:
                 raw = await _payload(request, self.form)
                 try:
-                    call = Call(hub, call.principal, request, self.body.model_validate(raw))
+                    body = self.body.model_validate(raw)
                 except ValidationError as exc:
                     raise invalid(exc, "the request body is invalid") from exc
-            result = await self.handler(call)
+            result = await self.handler(Call(hub, principal, request, body))
         except HubError as exc:
             hub.metrics.errors.labels("rest", exc.code).inc()
             return error_response(exc)
         if self.status == 204:
             return Response(status_code=204)
-        content = TypeAdapter(self.response).dump_python(result, mode="json")
-        return JSONResponse(content, status_code=self.status)
+        return JSONResponse(adapter.dump_python(result, mode="json"), status_code=self.status)
+
+
+def _schema(convertor: Convertor[Any]) -> dict[str, str]:
+    if isinstance(convertor, IntegerConvertor):
+        return {"type": "integer"}
+    if isinstance(convertor, FloatConvertor):
+        return {"type": "number"}
+    return {"type": "string"}
 
 
 def invalid(exc: ValidationError, detail: str) -> InvalidInput:
-    fields = [
-        {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
-        for error in exc.errors(include_url=False, include_input=False)
-    ]
-    return InvalidInput(detail, fields)
+    return InvalidInput(detail, fields_of(exc, "body"))
+
+
+def error_body(exc: HubError) -> dict[str, Any]:
+    """A HubError as the REST body: `{"error", "detail"}`, with `fields` and `reason` when
+    the error has them."""
+    facts = problem(exc, FIELD_NAMES)
+    body: dict[str, Any] = {"error": facts.code, "detail": facts.detail}
+    if facts.fields is not None:
+        body["fields"] = facts.fields
+    if facts.reason is not None:
+        body["reason"] = facts.reason
+    return body
 
 
 def error_response(exc: HubError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
 
 
-def _principal(hub: Hub, request: Request) -> Principal | None:
+def _principal(hub: Hub, request: Request[State]) -> Principal | None:
     header = request.headers.get("authorization")
     if header is None:
         return None
@@ -136,7 +163,7 @@ def _principal(hub: Hub, request: Request) -> Principal | None:
     return principal
 
 
-async def _payload(request: Request, form: bool) -> Any:
+async def _payload(request: Request[State], form: bool) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
         raise PayloadTooLarge(f"bodies are limited to {MAX_BODY} bytes")
@@ -156,9 +183,9 @@ async def _payload(request: Request, form: bool) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        problem = [{"field": "body", "message": str(exc)}]
-        raise InvalidInput("the request body is not valid JSON", problem) from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        fields = [{"field": "body", "message": str(exc)[:200]}]
+        raise InvalidInput("the request body is not valid JSON", fields) from exc
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -175,7 +202,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def server_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: logged with its trace, answered without one."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    hub: Hub | None = getattr(request.app.state, "hub", None)
-    if hub is not None:
+    hub = request.scope.get("state", {}).get("hub")
+    if isinstance(hub, Hub):
         hub.metrics.errors.labels("rest", "internal").inc()
     return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)

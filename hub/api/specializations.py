@@ -1,35 +1,36 @@
 from __future__ import annotations
 
+from typing import Any
+
 from hub import catalog
 from hub.api.endpoint import Call, Endpoint
 from hub.schemas import SpecializationCreate, SpecializationOut
 
 
-async def list_specializations(call: Call) -> list[SpecializationOut]:
+async def list_specializations(call: Call[None]) -> list[SpecializationOut]:
     rows = await catalog.list_specializations(call.hub.sessions)
     return [SpecializationOut.model_validate(row) for row in rows]
 
 
-async def get_specialization(call: Call) -> SpecializationOut:
+async def get_specialization(call: Call[None]) -> SpecializationOut:
     row = await catalog.get_specialization(call.hub.sessions, call.path_int("id"))
     return SpecializationOut.model_validate(row)
 
 
-async def add_specialization(call: Call) -> SpecializationOut:
-    body: SpecializationCreate = call.body
-    row = await catalog.add_specialization(call.hub.sessions, call.principal, body.name)
+async def add_specialization(call: Call[SpecializationCreate]) -> SpecializationOut:
+    row = await catalog.add_specialization(call.hub.sessions, call.principal, call.body.name)
     return SpecializationOut.model_validate(row)
 
 
-ENDPOINTS = [
+ENDPOINTS: list[Endpoint[Any, Any]] = [
     Endpoint(
         "POST",
         "/specializations/",
         add_specialization,
-        "Add a specialization (admins)",
-        "specializations",
-        SpecializationOut,
-        SpecializationCreate,
+        summary="Add a specialization (admins)",
+        tag="specializations",
+        response=SpecializationOut,
+        body=SpecializationCreate,
         status=201,
         errors=(401, 403, 409, 422),
     ),
@@ -37,18 +38,18 @@ ENDPOINTS = [
         "GET",
         "/specializations/",
         list_specializations,
-        "Every specialization",
-        "specializations",
-        list[SpecializationOut],
+        summary="Every specialization",
+        tag="specializations",
+        response=list[SpecializationOut],
         auth=False,
     ),
     Endpoint(
         "GET",
         "/specializations/{id:int}",
         get_specialization,
-        "One specialization",
-        "specializations",
-        SpecializationOut,
+        summary="One specialization",
+        tag="specializations",
+        response=SpecializationOut,
         auth=False,
         errors=(404,),
     ),

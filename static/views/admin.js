@@ -1,7 +1,9 @@
 // Administration: specializations (add), doctors and patients.
 
 import { get, post } from '../api.js';
+import { doctorName, personName } from '../labels.js';
 import { announce, clearFieldErrors, field, h, messageBox, plain, showFieldErrors, syncLiveActions, present } from '../ui.js';
+import { defineView, flashNote } from '../view.js';
 
 function table(caption, columns, rows, id) {
   return h(
@@ -23,9 +25,8 @@ function table(caption, columns, rows, id) {
   );
 }
 
-export function mount(view, ctx) {
+export const mount = defineView((view, ctx, life) => {
   const { live } = ctx;
-  let disposed = false;
   const message = messageBox('admin-message');
   const specs = h('div', { id: 'specializations' }, h('p', { class: 'muted' }, 'Loading…'));
   const doctors = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
@@ -43,7 +44,7 @@ export function mount(view, ctx) {
   );
   view.append(...present(
     h('h1', { tabindex: '-1' }, 'Administration'),
-    ctx.flash ? h('p', { class: 'message info', role: 'status' }, ctx.flash) : null,
+    flashNote(ctx),
     message.element,
     h('section', { class: 'card', 'aria-labelledby': 'specs-title' }, h('h2', { id: 'specs-title' }, 'Specializations'), form, specs),
     h('section', { class: 'card', 'aria-labelledby': 'doctors-title' }, h('h2', { id: 'doctors-title' }, 'Doctors'), doctors),
@@ -53,24 +54,24 @@ export function mount(view, ctx) {
   async function loadSpecs() {
     try {
       const items = await get('/specializations/');
-      if (disposed) return;
+      if (life.disposed) return;
       specs.replaceChildren(
         h('ul', { class: 'tags', 'aria-label': 'All specializations' }, items.map((s) => h('li', { dataset: { id: String(s.id) } }, s.name))),
       );
     } catch (error) {
-      if (!disposed) specs.replaceChildren(h('p', { class: 'message error', role: 'alert' }, plain(error)));
+      if (!life.disposed) specs.replaceChildren(h('p', { class: 'message error', role: 'alert' }, plain(error)));
     }
   }
 
   async function loadPeople() {
     try {
       const [doctorList, patientList] = await Promise.all([get('/doctors/'), get('/patients/')]);
-      if (disposed) return;
+      if (life.disposed) return;
       doctors.replaceChildren(
         table(
           'Doctors',
           [
-            ['Name', (d) => `Dr ${d.first_name} ${d.last_name}`],
+            ['Name', doctorName],
             ['Specialization', (d) => d.specialization && d.specialization.name],
             ['Email', (d) => d.email],
             ['Phone', (d) => d.phone],
@@ -83,7 +84,7 @@ export function mount(view, ctx) {
         table(
           'Patients',
           [
-            ['Name', (p) => `${p.first_name} ${p.last_name}`],
+            ['Name', personName],
             ['Email', (p) => p.email],
             ['Phone', (p) => p.phone],
             ['Born', (p) => p.date_of_birth],
@@ -93,7 +94,7 @@ export function mount(view, ctx) {
         ),
       );
     } catch (error) {
-      if (!disposed) message.error(`The lists could not be loaded. ${plain(error)}`);
+      if (!life.disposed) message.error(`The lists could not be loaded. ${plain(error)}`);
     }
   }
 
@@ -129,7 +130,4 @@ export function mount(view, ctx) {
   loadSpecs();
   loadPeople();
   syncLiveActions(view, live.isLive);
-  return () => {
-    disposed = true;
-  };
-}
+});

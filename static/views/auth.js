@@ -2,6 +2,7 @@
 
 import { get, post, signIn } from '../api.js';
 import { clearFieldErrors, field, h, messageBox, plain, showFieldErrors, present } from '../ui.js';
+import { defineView, flashNote } from '../view.js';
 
 const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin' };
 
@@ -28,7 +29,7 @@ function roleChoice(name, roles, selected, onChange) {
   );
 }
 
-export function login(view, ctx) {
+export const login = defineView((view, ctx) => {
   const role = ['patient', 'doctor', 'admin'].includes(ctx.params.get('role'))
     ? ctx.params.get('role')
     : 'patient';
@@ -87,14 +88,13 @@ export function login(view, ctx) {
   });
   view.append(...present(
     h('h1', { id: 'login-title', tabindex: '-1' }, 'Sign in'),
-    ctx.flash ? h('p', { class: 'message info', role: 'status' }, ctx.flash) : null,
+    flashNote(ctx),
     form,
     h('p', { class: 'narrow' }, 'New here? ', h('a', { href: '#/register' }, 'Create an account'), '.'),
   ));
-  return null;
-}
+});
 
-export function register(view, ctx) {
+export const register = defineView((view, ctx, life) => {
   let role = ctx.params.get('role') === 'doctor' ? 'doctor' : 'patient';
   const message = messageBox('register-message');
   const input = (name, attrs = {}) => h('input', { name, ...attrs });
@@ -149,17 +149,16 @@ export function register(view, ctx) {
     message.element,
     h('div', { class: 'actions' }, submit),
   );
-  let disposed = false;
   get('/specializations/', { auth: false })
     .then((items) => {
-      if (disposed) return;
+      if (life.disposed) return;
       specialization.replaceChildren(
         h('option', { value: '' }, 'Choose…'),
         ...items.map((item) => h('option', { value: String(item.id) }, item.name)),
       );
     })
     .catch((error) => {
-      if (!disposed) message.error(`The specializations could not be loaded. ${plain(error)}`);
+      if (!life.disposed) message.error(`The specializations could not be loaded. ${plain(error)}`);
     });
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -224,7 +223,4 @@ export function register(view, ctx) {
     form,
     h('p', {}, 'Already registered? ', h('a', { href: '#/login' }, 'Sign in'), '.'),
   ));
-  return () => {
-    disposed = true;
-  };
-}
+});

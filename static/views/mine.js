@@ -2,26 +2,19 @@
 // reschedule (pick a new time in the booking calendar). Live from the patient's feed.
 
 import { get, put } from '../api.js';
+import { doctorName, statusLabel } from '../labels.js';
 import { announce, formatLongDay, formatTime, h, localDate, messageBox, plain, syncLiveActions, weekStart, present, keepFocus } from '../ui.js';
+import { defineView, flashNote } from '../view.js';
 
-const STATUS = {
-  scheduled: 'Scheduled',
-  completed: 'Completed',
-  cancelled: 'Cancelled',
-  no_show: 'Missed',
-};
-
-export function mount(view, ctx) {
+export const mount = defineView((view, ctx, life) => {
   const { live, session: me } = ctx;
-  let disposed = false;
   let items = [];
-  const subscriptions = [];
   const message = messageBox('mine-message');
   const upcoming = h('ul', { class: 'appointments', id: 'upcoming', 'aria-labelledby': 'upcoming-title' });
   const past = h('ul', { class: 'appointments', id: 'past', 'aria-labelledby': 'past-title' });
   view.append(...present(
     h('h1', { tabindex: '-1' }, 'My appointments'),
-    ctx.flash ? h('p', { class: 'message info', role: 'status' }, ctx.flash) : null,
+    flashNote(ctx),
     message.element,
     h('section', { class: 'card' }, h('h2', { id: 'upcoming-title' }, 'Upcoming'), upcoming),
     h('section', { class: 'card' }, h('h2', { id: 'past-title' }, 'Past and cancelled'), past),
@@ -36,7 +29,7 @@ export function mount(view, ctx) {
   function row(item) {
     const isUpcoming = item.status === 'scheduled' && new Date(item.end_datetime) > new Date();
     const feedback = messageBox(`appt-${item.id}-message`);
-    const doctor = `Dr ${item.doctor.first_name} ${item.doctor.last_name}`;
+    const doctor = doctorName(item.doctor);
     const li = h(
       'li',
       { class: `appt status-${item.status}`, dataset: { appointmentId: String(item.id), status: item.status } },
@@ -45,7 +38,7 @@ export function mount(view, ctx) {
       h(
         'p',
         { class: 'appt-status' },
-        h('span', { class: `badge status-${item.status}` }, STATUS[item.status] || item.status),
+        h('span', { class: `badge status-${item.status}` }, statusLabel(item.status)),
         item.late_cancel ? h('span', { class: 'badge' }, 'Late cancellation') : null,
         item.cancel_reason ? h('span', { class: 'muted' }, ` Reason: ${item.cancel_reason}`) : null,
       ),
@@ -149,27 +142,20 @@ export function mount(view, ctx) {
   async function load() {
     try {
       const list = await get(`/appointments/patient/${me.id}`);
-      if (disposed) return;
+      if (life.disposed) return;
       items = list;
       render();
     } catch (error) {
-      if (!disposed) message.error(`Your appointments could not be loaded. ${plain(error)}`);
+      if (!life.disposed) message.error(`Your appointments could not be loaded. ${plain(error)}`);
     }
   }
 
-  subscriptions.push(
-    live.on('appointment', (event) => {
-      if (event.patient_id !== me.id) return;
-      load();
-    }),
-    live.on('ready', ({ resumed }) => {
-      if (resumed) load();
-    }),
-  );
+  life.listen(live, 'appointment', (event) => {
+    if (event.patient_id === me.id) load();
+  });
+  life.listen(live, 'ready', ({ resumed }) => {
+    if (resumed) load();
+  });
   upcoming.append(h('li', { class: 'empty' }, 'Loading…'));
   load();
-  return () => {
-    disposed = true;
-    for (const off of subscriptions) off();
-  };
-}
+});

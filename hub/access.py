@@ -1,0 +1,55 @@
+"""Who may read or change what: the hub's access rules, each a named predicate.
+
+Services ask these and raise `Forbidden` themselves; `tests/test_access.py` walks every route
+and command for every kind of caller and pins what these rules allow.
+
+    admin                     everything
+    patient                   their own record, appointments and holds
+    doctor                    their own record, hours and appointments; read-only, the record
+                              of a patient who has an appointment with them
+    anyone                    specializations, doctors' public profiles, offered slots
+"""
+
+from __future__ import annotations
+
+from hub.auth import Principal, Role
+from hub.errors import Forbidden
+
+
+def is_admin(caller: Principal | None) -> bool:
+    """An admin: may read and change everything."""
+    return caller is not None and caller.role is Role.admin
+
+
+def manages_patient(caller: Principal | None, patient_id: int) -> bool:
+    """The patient themselves or an admin: may read and change the patient's record and read
+    their appointments."""
+    return is_admin(caller) or (caller is not None and caller.is_(Role.patient, patient_id))
+
+
+def manages_doctor(caller: Principal | None, doctor_id: int) -> bool:
+    """The doctor themselves or an admin: may change the doctor's record and hours, read the
+    doctor's full profile, and list the doctor's appointments."""
+    return is_admin(caller) or (caller is not None and caller.is_(Role.doctor, doctor_id))
+
+
+def party_to(caller: Principal | None, *, doctor_id: int, patient_id: int) -> bool:
+    """An appointment's patient, its doctor, or an admin: may read it and its history, see who
+    booked its slot, cancel and reschedule it (the patient within the doctor's cutoff)."""
+    return manages_patient(caller, patient_id) or manages_doctor(caller, doctor_id)
+
+
+def is_doctor(caller: Principal | None) -> bool:
+    """Any doctor: may read the record of a patient they have an appointment with."""
+    return caller is not None and caller.role is Role.doctor
+
+
+def has_feed(caller: Principal) -> bool:
+    """Patients and doctors get their appointments' events pushed; admins have no feed."""
+    return caller.role is not Role.admin
+
+
+def ensure(allowed: bool, refusal: str) -> None:
+    """Raise Forbidden with `refusal` unless the rule allowed it."""
+    if not allowed:
+        raise Forbidden(refusal)

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import select
+
+from hub import access, availability, schedules
+from hub.auth import Principal
+from hub.availability import Availability, Slot, SlotState
+from hub.clock import Clock, utcnow
+from hub.db import SessionFactory
+from hub.errors import HoldsUnavailable, InvalidInput
+from hub.holds import HoldStore
+from hub.models import Appointment
+
+MAX_DAYS = 31
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+Bound = date | datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What a calendar read covers: local dates of the doctor (`last` included) or UTC instants
+    (`last` excluded), at most 31 days. Dates and instants may be mixed."""
+
+    first: Bound
+    last: Bound
+
+    @classmethod
+    def parse(cls, first: str, last: str) -> Window:
+        """The window `from`..`to`, checked: InvalidInput naming the field if not."""
+        low, high = _bound("from", first), _bound("to", last)
+        if isinstance(low, datetime) and isinstance(high, datetime):
+            backwards = high <= low
+        else:
+            backwards = _day(high) < _day(low)
+        if backwards:
+            raise InvalidInput("to is before from", [{"field": "to", "message": "before from"}])
+        inclusive = 0 if isinstance(high, datetime) else 1  # a date `to` counts its own day
+        if (_day(high) - _day(low)).days + inclusive > MAX_DAYS:
+            raise InvalidInput(
+                f"at most {MAX_DAYS} days at a time",
+                [{"field": "to", "message": f"at most {MAX_DAYS} days after from"}],
+            )
+        return cls(low, high)
+
+    def dates(self) -> tuple[date, date]:
+        """The local dates to lay out: an instant is widened by a day on its side, as its local
+        date depends on the doctor's zone."""
+        return _day(self.first, -1), _day(self.last, 1)
+
+    def holds(self, start: datetime) -> bool:
+        """Whether a slot starting at `start` falls inside (dates were widened to lay out)."""
+        after = not isinstance(self.first, datetime) or start >= self.first
+        return after and (not isinstance(self.last, datetime) or start < self.last)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """One offered slot as a caller may see it: who booked it only for that patient, the
+    doctor and admins."""
+
+    start: datetime
+    end: datetime
+    state: SlotState
+    appointment_id: int | None = None
+    patient_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarView:
+    doctor_id: int
+    timezone: str
+    slots: tuple[SlotView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A doctor's offered slots on some local dates, with the active appointments by start."""
+
+    hours: Availability
+    slots: list[Slot]
+    active: dict[datetime, Appointment]
+
+
+class Calendar:
+    """Calendar reads: the slots a doctor offers with their state (free, held, booked), and
+    who booked them for the callers who may know."""
+
+    def __init__(self, sessions: SessionFactory, holds: HoldStore, clock: Clock = utcnow) -> None:
+        self._sessions = sessions
+        self._holds = holds
+        self._clock = clock
+
+    async def view(
+        self, principal: Principal | None, doctor_id: int, window: Window
+    ) -> CalendarView:
+        """Every offered slot of a doctor inside a window with its state (public); who booked
+        a slot only for that patient, the doctor and admins."""
+        layout = await self.layout(doctor_id, *window.dates())
+        out = []
+        for slot in layout.slots:
+            if not window.holds(slot.start):
+                continue
+            row = layout.active.get(slot.start)
+            if row is not None and access.party_to(
+                principal, doctor_id=row.doctor_id, patient_id=row.patient_id
+            ):
+                out.append(SlotView(slot.start, slot.end, slot.state, row.id, row.patient_id))
+            else:
+                out.append(SlotView(slot.start, slot.end, slot.state))
+        return CalendarView(doctor_id, layout.hours.timezone, tuple(out))
+
+    async def free_starts(self, doctor_id: int, day: date) -> list[datetime]:
+        """The starts still free on a local date with a doctor (public)."""
+        layout = await self.layout(doctor_id, day, day)
+        return [slot.start for slot in layout.slots if slot.state == "free"]
+
+    async def layout(self, doctor_id: int, first: date, last: date) -> Layout:
+        """Every offered slot of a doctor on local dates first..last with its state, and the
+        active appointments by start."""
+        async with self._sessions() as session:
+            hours = await schedules.load(session, doctor_id)
+            now = self._clock()
+            # Nothing is offered before now or past the horizon: clamp, which also keeps
+            # far-off dates from overflowing.
+            first = max(first, now.date() - timedelta(days=1))
+            last = min(last, (now + timedelta(days=hours.horizon_days + 1)).date())
+            if first > last:
+                return Layout(hours, [], {})
+            zone = hours.zone
+            low = datetime.combine(first - timedelta(days=1), time(), tzinfo=zone)
+            high = datetime.combine(last + timedelta(days=2), time(), tzinfo=zone)
+            rows = await session.scalars(
+                select(Appointment).where(
+                    Appointment.doctor_id == doctor_id,
+                    Appointment.active.is_not(None),
+                    Appointment.start_at < high,
+                    Appointment.end_at > low,
+                )
+            )
+            active = {row.start_at: row for row in rows}
+        try:
+            held = set(await self._holds.held(doctor_id))
+        except HoldsUnavailable:
+            held = set()  # the calendar still shows what is booked
+        booked = [(row.start_at, row.end_at) for row in active.values()]
+        return Layout(hours, availability.calendar(hours, first, last, now, booked, held), active)
+
+
+def _bound(name: str, text: str) -> Bound:
+    try:
+        if DATE.fullmatch(text):
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{name} is not a date or an ISO 8601 time",
+            [{"field": name, "message": "must be YYYY-MM-DD or an ISO 8601 time with offset"}],
+        ) from exc
+    if moment.tzinfo is None:
+        raise InvalidInput(
+            f"{name} needs an offset", [{"field": name, "message": "add Z or an offset"}]
+        )
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        problem = [{"field": name, "message": "out of range in UTC"}]
+        raise InvalidInput(f"{name} is out of range", problem) from exc
+
+
+def _day(bound: Bound, pad: int = 0) -> date:
+    if not isinstance(bound, datetime):
+        return bound
+    try:
+        return bound.date() + timedelta(days=pad)
+    except OverflowError:
+        return date.max if pad > 0 else date.min

@@ -1,0 +1,247 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+
+from starlette.websockets import WebSocket
+
+from hub import events
+from hub.auth import Principal
+from hub.bus import slot_channel
+from hub.calendar import Window
+from hub.protocol import Close, Event, Resynced, Snapshot
+from hub.runtime import Hub
+from hub.state import State
+from hub.ws import commands
+from hub.ws.queue import Outgoing
+from hub.ws.watches import Watches
+
+log = logging.getLogger("hub.ws")
+RATE = 20.0  # commands per second, sustained
+BURST = 40.0
+REFUSALS_BEFORE_CLOSE = 20
+
+
+class ResyncFailed(Exception):
+    """Neither a replay nor a snapshot could bring a watched doctor up to date."""
+
+
+class Allowance:
+    """A token bucket: `RATE` commands a second, bursts of `BURST`."""
+
+    def __init__(self) -> None:
+        self._left = BURST
+        self._checked = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._left = min(BURST, self._left + (now - self._checked) * RATE)
+        self._checked = now
+        if self._left < 1:
+            return False
+        self._left -= 1
+        return True
+
+
+async def close(hub: Hub, websocket: WebSocket[State], code: int, reason: str = "") -> None:
+    hub.metrics.closes.labels(str(code)).inc()
+    await websocket.close(code, reason)
+
+
+class Connection:
+    """One authenticated WebSocket. A reader serving commands, a writer draining the outgoing
+    queue, the token's expiry, the queue's watchdog and every catch-up run in one task group;
+    events reach it through bus sinks, never through the services."""
+
+    def __init__(
+        self, hub: Hub, websocket: WebSocket[State], principal: Principal, expires: int
+    ) -> None:
+        self.hub = hub
+        self.websocket = websocket
+        self.principal = principal
+        self.expires = expires
+        self.outgoing = Outgoing()
+        self.watches = Watches()
+        self.feed = events.feed_channel(principal.role.value, principal.id)
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        """Until the peer leaves, the token expires, the client falls too far behind (1013)
+        or a task fails (that error propagates, after every other task has ended)."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            main = [
+                self._start(self._read()),
+                self._start(self.outgoing.drain(self.websocket.send_text)),
+                self._start(self._expiry()),
+                self._start(self.outgoing.watchdog()),
+            ]
+            await asyncio.wait(main, return_when=asyncio.FIRST_COMPLETED)
+            for task in self._tasks:  # one ended: stop the others, catch-ups included
+                task.cancel()
+
+    def _start(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        assert self._group is not None
+        task = self._group.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _read(self) -> None:
+        allowance, refusals = Allowance(), 0
+        while True:
+            text = await self.websocket.receive_text()
+            if not allowance.take():
+                refusals += 1
+                self.hub.metrics.errors.labels("ws", "rate_limited").inc()
+                if refusals > REFUSALS_BEFORE_CLOSE:
+                    await close(self.hub, self.websocket, Close.RATE_LIMITED, "rate limited")
+                    return
+                self.outgoing.put({"type": "error", "code": "rate_limited", "message": "slow down"})
+                continue
+            refusals = 0
+            reply = await commands.answer(self, text)
+            if reply is not None:
+                self.outgoing.put(reply)
+
+    async def _expiry(self) -> None:
+        # A fresh `auth` moves the expiry: look again at most every 30 s.
+        while (left := self.expires - time.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(min(left, 30))
+        await close(self.hub, self.websocket, Close.UNAUTHENTICATED, "token expired")
+
+    # -- watching ------------------------------------------------------------------------
+
+    async def watch(
+        self, doctor_id: int, window: Window, since: int | None, ref: str | None
+    ) -> None:
+        """Send a snapshot (or with `since`, the missed events and `resynced`), then every
+        change of the doctor in version order. A refused watch changes nothing."""
+        before = self.watches.begin(doctor_id, window)
+        try:
+            await self.hub.bus.subscribe(slot_channel(doctor_id), self.on_slot)
+            missed = (
+                None if since is None else await events.replay(self.hub.sessions, doctor_id, since)
+            )
+            if missed is None:
+                snapshot = await self._snapshot(doctor_id)
+                if ref is not None:
+                    snapshot["ref"] = ref
+                self.outgoing.put(snapshot)  # first, then what arrived while it was built
+                version = snapshot["version"]
+            else:
+                version = self._send_missed(missed, since or 0)
+                resynced: Resynced = {
+                    "type": "resynced",
+                    "doctor_id": doctor_id,
+                    "version": version,
+                }
+                if ref is not None:
+                    resynced["ref"] = ref
+                self.outgoing.put(resynced)
+        except BaseException:
+            self.watches.restore(doctor_id, before)
+            if before is None:
+                await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
+            elif before.version is not None:  # keep the watch it had
+                self._release(doctor_id, before.version)
+            raise
+        self._release(doctor_id, version)
+
+    async def unwatch(self, doctor_id: int) -> None:
+        self.watches.drop(doctor_id)
+        await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
+
+    def on_slot(self, message: Event) -> None:
+        if message["type"] == "appointment":
+            return
+        verdict = self.watches.arrive(message)
+        if verdict == "send":
+            self.outgoing.put(message)
+        elif verdict == "repair" and self._group is not None:
+            since = self.watches.repairing(message["doctor_id"])
+            self._start(self._repair(message["doctor_id"], since))
+
+    def on_feed(self, message: Event) -> None:
+        self.outgoing.put(message)
+
+    async def _repair(self, doctor_id: int, since: int) -> None:
+        # Pub/sub lost something: the missed events from the outbox, else a snapshot; if
+        # neither can be had, the client is told and closed 1013 to resync on its own.
+        version = since
+        while True:
+            try:
+                missed = await events.replay(self.hub.sessions, doctor_id, version)
+            except Exception as exc:
+                log.warning("catch-up of doctor %d failed, sending a snapshot: %r", doctor_id, exc)
+                missed = None
+            if missed is None:
+                if self.watches.get(doctor_id) is None:
+                    return  # unwatched meanwhile
+                snapshot = await self._fallback(doctor_id)
+                self.outgoing.put(snapshot)
+                version = snapshot["version"]
+            else:
+                version = self._send_missed(missed, version)
+            if self._release(doctor_id, version):
+                return
+
+    async def _fallback(self, doctor_id: int) -> Snapshot:
+        try:
+            return await self._snapshot(doctor_id)
+        except Exception as exc:
+            log.warning("snapshot of doctor %d failed: %r", doctor_id, exc)
+            message = "your view of this doctor could not be repaired: reconnect and watch again"
+            self.outgoing.put({"type": "error", "code": "resync_failed", "message": message})
+            raise ResyncFailed() from exc
+
+    def _send_missed(self, missed: list[Event], version: int) -> int:
+        for message in missed:
+            self.outgoing.put(message)
+            if message["type"] != "appointment":
+                version = message["version"]
+        return version
+
+    def _release(self, doctor_id: int, version: int) -> bool:
+        """The client has `version`: send what was held back after it; False when some was
+        dropped and a catch-up from `version` must run first (it is started)."""
+        follow = self.watches.caught_up(doctor_id, version)
+        if follow is None:
+            self._start(self._repair(doctor_id, version))
+            return False
+        for message in follow:
+            self.outgoing.put(message)
+        return True
+
+    async def _snapshot(self, doctor_id: int) -> Snapshot:
+        # The version is read before the slots: an event that lands in between is both in
+        # the slots and sent after, which is harmless; the other order would lose it.
+        watch = self.watches.get(doctor_id)
+        assert watch is not None
+        async with self.hub.sessions() as session:
+            version = await events.current_version(session, doctor_id)
+        view = await self.hub.calendar.view(self.principal, doctor_id, watch.window)
+        return {
+            "type": "snapshot",
+            "doctor_id": doctor_id,
+            "version": version,
+            "timezone": view.timezone,
+            "slots": [
+                {
+                    "start": events.utc_text(slot.start),
+                    "end": events.utc_text(slot.end),
+                    "state": slot.state,
+                    "appointment_id": slot.appointment_id,
+                    "patient_id": slot.patient_id,
+                }
+                for slot in view.slots
+            ],
+        }
+
+    async def close_subscriptions(self) -> None:
+        for doctor_id in self.watches.doctors():
+            await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
+        await self.hub.bus.unsubscribe(self.feed, self.on_feed)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from hub import access, protocol
+from hub.errors import HubError, Unauthenticated
+from hub.protocol import Close
+from hub.runtime import Hub
+from hub.state import State
+from hub.ws.commands import ready
+from hub.ws.connection import Connection, ResyncFailed, close
+from hub.ws.queue import TooSlow
+
+log = logging.getLogger("hub.ws")
+AUTH_TIMEOUT = 5.0
+MAX_CONNECTIONS = 10  # per user, per process
+
+
+async def endpoint(websocket: WebSocket[State]) -> None:
+    """`/ws`: check the origin before accepting, authenticate with the first message, then
+    serve commands and forward events until either side ends."""
+    hub = websocket.state["hub"]
+    registry = websocket.state["connections"]
+    if not _origin_allowed(websocket, hub.settings.allowed_origins):
+        await close(hub, websocket, Close.POLICY)  # before accept: the handshake is refused (403)
+        return
+    await websocket.accept()
+    try:
+        connection = await _authenticate(hub, websocket)
+        if connection is None:
+            return
+        if not registry.add(connection.principal, connection, MAX_CONNECTIONS):
+            await close(hub, websocket, Close.RATE_LIMITED, "too many connections for this user")
+            return
+        hub.metrics.sessions.inc()
+        try:
+            await _serve(connection)
+        finally:
+            hub.metrics.sessions.dec()
+            registry.remove(connection.principal, connection)
+            await connection.close_subscriptions()
+    except WebSocketDisconnect:
+        return
+    except Exception:  # never let one escape: the client would see a bare 1006
+        log.exception("WebSocket connection failed")
+        if websocket.application_state is not WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await close(hub, websocket, Close.INTERNAL, "internal error")
+
+
+async def _authenticate(hub: Hub, websocket: WebSocket[State]) -> Connection | None:
+    try:
+        async with asyncio.timeout(AUTH_TIMEOUT):
+            text = await websocket.receive_text()
+    except TimeoutError:
+        await close(hub, websocket, Close.AUTH_TIMEOUT, "authenticate first")
+        return None
+    try:
+        command = protocol.parse(text)
+        if command["type"] != "auth":
+            raise Unauthenticated("the first message must be auth")
+        principal, expires = hub.tokens.decode(command["token"])
+    except HubError as exc:
+        await close(hub, websocket, Close.UNAUTHENTICATED, exc.detail[:120])
+        return None
+    connection = Connection(hub, websocket, principal, expires)
+    reply = ready(principal, expires)
+    if "ref" in command:
+        reply["ref"] = command["ref"]
+    await websocket.send_text(protocol.dump(reply))
+    if access.has_feed(principal):
+        await hub.bus.subscribe(connection.feed, connection.on_feed)
+    return connection
+
+
+async def _serve(connection: Connection) -> None:
+    try:
+        await connection.serve()
+    except* WebSocketDisconnect:
+        pass
+    except* TooSlow:
+        await _try_again_later(connection, "too slow: resync")
+    except* ResyncFailed:
+        await _try_again_later(connection, "resync failed: watch again")
+
+
+async def _try_again_later(connection: Connection, reason: str) -> None:
+    # What is still queued (the error saying why) goes first, then the close frame; both
+    # wait behind what the client has not read: give them a moment.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(10):
+            await connection.outgoing.flush(connection.websocket.send_text)
+            await close(connection.hub, connection.websocket, Close.TRY_AGAIN_LATER, reason)
+
+
+def _origin_allowed(websocket: WebSocket[State], allowed: tuple[str, ...]) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:  # not a browser: scripts and services carry a token instead
+        return True
+    host = websocket.headers.get("host", "")
+    same = origin.split("://", 1)[-1] == host
+    return same or origin in allowed

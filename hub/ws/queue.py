@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from itertools import count
+
+from hub import events, protocol
+from hub.protocol import ServerMessage
+
+# Queued frames per connection before a slow reader is closed (1013): room for a full replay.
+MAX_PENDING = 2 * events.KEEP + 100
+
+
+class TooSlow(Exception):
+    """The client reads too slowly: its queue overflowed."""
+
+
+class Outgoing:
+    """A connection's outgoing frames, in order and bounded. A slot event for a slot whose
+    previous state the reader has not taken yet replaces it in place, marked `collapsed`."""
+
+    def __init__(self, limit: int = MAX_PENDING) -> None:
+        self._limit = limit
+        self._pending: dict[object, ServerMessage] = {}  # insertion-ordered
+        self._serial = count()
+        self._wake = asyncio.Event()
+        self._overflow = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def put(self, message: ServerMessage) -> None:
+        if self._overflow.is_set():
+            return  # the connection is ending with 1013; the client resyncs when it returns
+        key: object = next(self._serial)
+        if message["type"] == "slot":  # an `hours` event is never collapsed
+            key = ("slot", message["doctor_id"], message["start"])
+            if key in self._pending:
+                # The client applies it and takes its version as the newest seen.
+                message = {**message, "collapsed": True}
+        self._pending[key] = message
+        if len(self._pending) > self._limit:
+            self._pending.clear()  # memory stays bounded; the client resyncs when it returns
+            self._overflow.set()
+        self._wake.set()
+
+    async def drain(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send frames as they come, until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush(send)
+
+    async def flush(self, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send what is pending now. A frame leaves the queue once it is sent, so one whose
+        send was cancelled (the connection ending) is still there for a last flush."""
+        while self._pending:
+            key = next(iter(self._pending))
+            message = self._pending[key]
+            await send(protocol.dump(message))
+            if self._pending.get(key) is message:  # not replaced by a newer state meanwhile
+                del self._pending[key]
+
+    async def watchdog(self) -> None:
+        """Raise TooSlow once the queue overflows (the drain may be stuck on a full socket)."""
+        await self._overflow.wait()
+        raise TooSlow()
