@@ -5,10 +5,16 @@ import asyncio
 import getpass
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from hub import __version__, accounts, db
 from hub.app import create_app, prepare_schema
@@ -16,6 +22,7 @@ from hub.auth import Passwords
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, EmailTaken
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # How `serve` runs uvicorn's WebSocket side; the tests serve with the same options.
 WEBSOCKET_OPTIONS: dict[str, Any] = {
     "ws_max_size": 64 * 1024,  # larger frames are closed with 1009
@@ -25,17 +32,56 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
 }
 
 
+def app() -> Starlette:
+    """The hub on this process's environment: what each worker of `serve --workers N`
+    imports, since uvicorn starts workers from an import string."""
+    return create_app(load_settings())
+
+
+def _workers(settings: Settings, args: argparse.Namespace) -> int:
+    workers = int(args.workers or settings.workers)  # --workers wins over HUB_WORKERS
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if workers > 1 and (settings.embedded or settings.redis_url is None):
+        raise ConfigError(
+            "several workers need MySQL and Redis: the embedded lock and bus live in one process"
+        )
+    return workers
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    # prometheus-client's multiprocess mode: every worker keeps its samples in files of this
+    # directory, so one scrape, whichever worker answers it, can add them all up. It must be
+    # empty at start (stale files would count twice) and belongs to this serve alone.
+    given = os.environ.get(MULTIPROC_DIR)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="hub-metrics-"))
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR] = str(directory)  # read by prometheus-client in each worker
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    workers = _workers(settings, args)
     asyncio.run(prepare_schema(settings))  # refuse before binding the port, with a plain message
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level,
-        proxy_headers=True,
-        lifespan="on",
+    options: dict[str, Any] = {
+        "host": args.host or settings.host,
+        "port": args.port or settings.port,
+        "log_level": settings.log_level,
+        "proxy_headers": True,
+        "lifespan": "on",
         **WEBSOCKET_OPTIONS,
-    )
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    with _metrics_directory():
+        uvicorn.run("hub.__main__:app", factory=True, workers=workers, **options)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -70,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve HTTP and WebSocket (the default)")
     serve.add_argument("--host", help="bind address (HUB_HOST)")
     serve.add_argument("--port", type=int, help="port (HUB_PORT)")
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the port (MySQL and Redis only; default 1)"
+    )
     serve.set_defaults(run=_serve)
     commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
         run=_migrate

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from hub.errors import NotOffered
 
 SlotState = Literal["free", "held", "booked"]
+ZERO = timedelta(0)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -178,7 +179,19 @@ def calendar(
 def covers(availability: Availability, start: datetime) -> bool:
     """Whether `start` is a slot start of the doctor's hours (notice and horizon aside)."""
     start = start.astimezone(UTC)
-    return start in set(day_starts(availability, availability.local_day(start)))
+    day = availability.local_day(start)
+    zone, slot, step = availability.zone, availability.slot, availability.step
+    midnight = datetime.combine(day, time(0))
+    offset = zone.utcoffset(midnight)
+    if offset is None or offset != zone.utcoffset(midnight + timedelta(days=1)):
+        return start in set(day_starts(availability, day))  # a clock change today
+    # As day_starts lays the day out, without laying it out: on the grid of an interval.
+    wall = start.replace(tzinfo=None) + offset
+    for interval in availability.intervals_on(day):
+        first = datetime.combine(day, interval.start)
+        if first <= wall and wall + slot <= _close(day, interval) and (wall - first) % step == ZERO:
+            return True
+    return False
 
 
 def check_offered(availability: Availability, start: datetime, now: datetime) -> datetime:

@@ -4,15 +4,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, and_, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from hub import access, appointments, availability, events, idempotency, schedules
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
-from hub.db import SessionFactory, transaction
+from hub.db import SessionFactory
 from hub.errors import (
     AlreadyBooked,
     HoldExpired,
@@ -22,18 +24,19 @@ from hub.errors import (
     PatientBusy,
     SlotTaken,
 )
-from hub.events import Relay
 from hub.holds import Hold, HoldStore, SlotHeld
 from hub.idempotency import KEY_LIFETIME, Key, Replayed
-from hub.models import Appointment, Patient, Status
+from hub.models import Appointment, Doctor, Patient, Status
 from hub.protocol import AppointmentChange
+from hub.relay import Relay
 
 log = logging.getLogger("hub.booking")
 
+Person = TypeVar("Person", Patient, Doctor)
 CLAIM_MS = 10_000  # how long a direct booking holds its slot while it writes
 # What a booking or a reschedule writes under its claim, given the start (in UTC): the new
-# appointment's id.
-Write = Callable[[AsyncSession, datetime], Awaitable[int]]
+# appointment, with its doctor and patient loaded.
+Write = Callable[[AsyncSession, datetime], Awaitable[Appointment]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +85,9 @@ class Booking:
     async def hold(self, principal: Principal | None, doctor_id: int, start: datetime) -> Hold:
         """Hold a free slot for the calling patient for a short time while they confirm."""
         caller = require(principal, Role.patient)
-        start = await self._offered(doctor_id, start)
         async with self._sessions() as session:
+            hours = await schedules.load(session, doctor_id)
+            start = availability.check_offered(hours, start, self._clock())
             if await events.is_booked(session, doctor_id, start):
                 raise SlotTaken("this slot is already booked")
         current = await self._holds.holder(doctor_id, start)
@@ -131,7 +135,7 @@ class Booking:
             if first is not None:
                 return await self._get(first), True
 
-        async def write(session: AsyncSession, start: datetime) -> int:
+        async def write(session: AsyncSession, start: datetime) -> Appointment:
             return await _insert(session, caller, target.doctor_id, start, self._clock(), key=key)
 
         try:
@@ -171,7 +175,7 @@ class Booking:
         # Naming the doctor makes a hold for another doctor's slot "another slot".
         target = _target(patient.id, old.doctor_id, start, hold_id)
 
-        async def move(session: AsyncSession, start: datetime) -> int:
+        async def move(session: AsyncSession, start: datetime) -> Appointment:
             # Lock order everywhere: the doctor's schedule, then the appointment, then the
             # patient; so concurrent changes queue instead of deadlocking.
             schedule = await schedules.load_row(session, old.doctor_id, lock=True)
@@ -197,9 +201,7 @@ class Booking:
             async def announce(session: AsyncSession, hold: Hold = hold) -> None:
                 await events.record_settled(session, hold.doctor_id, hold.start)
 
-            await transaction(self._sessions, announce)
-        if lapsed:
-            await self._relay.flush_quietly()
+            await self._relay.transaction(announce)
         return len(lapsed)
 
     async def forget_keys(self, older_than: timedelta = KEY_LIFETIME) -> int:
@@ -208,14 +210,15 @@ class Booking:
         return await idempotency.forget(self._sessions, self._clock(), older_than)
 
     async def _claimed(self, patient_id: int, target: Target, write: Write) -> Appointment:
-        # The one claim sequence of book and reschedule: the start must be offered; claim the
-        # slot, write in one transaction, let the claim go (a failed write leaves the
-        # patient's own hold in place), publish after commit.
-        start = await self._offered(target.doctor_id, target.start)
+        # The one claim sequence of book and reschedule: claim the slot, write in one
+        # transaction (the start is checked against the hours there, under the schedule's
+        # lock), publish after commit, let the claim go (a failed write leaves the patient's
+        # own hold in place).
+        start = target.start
         claim = await _claim(self._holds, patient_id, target.doctor_id, start, target.hold)
         done = False
         try:
-            row_id = await transaction(self._sessions, lambda session: write(session, start))
+            row = await self._relay.transaction(lambda session: write(session, start))
             done = True
         except SlotTaken as exc:
             if claim.lapsed:
@@ -224,20 +227,13 @@ class Booking:
         finally:
             if done or not claim.kept:
                 await _let_go(self._holds, claim.hold)
-        await self._relay.flush_quietly()
-        return await self._get(row_id)
+        return row
 
     async def _announce(self, doctor_id: int, start: datetime, state: str) -> None:
         async def record(session: AsyncSession) -> None:
             await events.record_slot(session, doctor_id, start, state)
 
-        await transaction(self._sessions, record)
-        await self._relay.flush_quietly()
-
-    async def _offered(self, doctor_id: int, start: datetime) -> datetime:
-        async with self._sessions() as session:
-            hours = await schedules.load(session, doctor_id)
-        return availability.check_offered(hours, start, self._clock())
+        await self._relay.transaction(record)
 
     async def _get(self, appointment_id: int) -> Appointment:
         async with self._sessions() as session:
@@ -270,16 +266,11 @@ async def _claim(
     holds: HoldStore, patient_id: int, doctor_id: int, start: datetime, hold: Hold | None
 ) -> Claim:
     try:
-        current = await holds.holder(doctor_id, start)
-        if current is not None and current.patient_id == patient_id:
-            return Claim(current, kept=True)
-        if current is not None:
-            if hold is not None:
-                raise HoldExpired("your hold expired and someone else holds the slot")
-            raise SlotHeld("someone else is holding this slot", current)
         claim = await holds.take(Hold.new(doctor_id, start, patient_id), CLAIM_MS, 0)
         return Claim(claim, lapsed=hold is not None)
     except SlotHeld as exc:
+        if exc.holder.patient_id == patient_id:
+            return Claim(exc.holder, kept=True)  # their own hold: the write runs under it
         if hold is not None:
             raise HoldExpired("your hold expired and someone else holds the slot") from exc
         raise
@@ -307,74 +298,120 @@ async def _insert(
     key: Key | None = None,
     moved_from: int | None = None,
     by: Principal | None = None,
-) -> int:
+) -> Appointment:
     # The schedule's lock keeps the hours still until commit and orders the doctor's
     # versions; the patient's serialises their own bookings, so the one-per-doctor rule
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
     row = await schedules.load_row(session, doctor_id, lock=True)
-    await session.get(Patient, patient.id, with_for_update=True)
+    patient_row = await _person(session, Patient, patient.id, lock=True)
+    doctor_row = await _person(session, Doctor, doctor_id)
     hours, policy = schedules.availability_of(row), schedules.policy_of(row)
     availability.check_offered(hours, start, now)
     end = start + hours.slot
-    await _refuse_overlaps(session, doctor_id, patient.id, start, end)
-    if policy.one_per_patient and await _has_future(
-        session, doctor_id, patient.id, now, moved_from
-    ):
-        raise AlreadyBooked("you already have an upcoming appointment with this doctor")
-    appointment = Appointment(
-        doctor_id=doctor_id,
-        patient_id=patient.id,
-        start_at=start,
-        end_at=end,
-        status=Status.scheduled,
-        rescheduled_from_id=moved_from,
+    await _refuse_clashes(
+        session,
+        doctor_id,
+        patient.id,
+        start,
+        end,
+        now if policy.one_per_patient else None,
+        moved_from,
     )
+    values = {
+        "doctor_id": doctor_id,
+        "patient_id": patient.id,
+        "start_at": start,
+        "end_at": end,
+        "status": Status.scheduled,
+        "late_cancel": False,
+        "rescheduled_from_id": moved_from,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
-        async with session.begin_nested():  # a savepoint: the rows can be asked after
-            session.add(appointment)
+        # Core, not the unit of work: a refused INSERT leaves the transaction usable for
+        # asking which key refused it, with no savepoint around it.
+        inserted = cast(
+            CursorResult[Any], await session.execute(insert(Appointment).values(values))
+        )
     except IntegrityError as exc:
         raise await _conflict(session, exc, patient.id, start) from exc
+    key_of = inserted.inserted_primary_key
+    assert key_of is not None
+    appointment = Appointment(id=key_of[0], cancel_reason=None, **values)
     reason = f"rescheduled from {moved_from}" if moved_from else None
     appointments.record(session, appointment, by or patient, now, reason=reason)
     await events.record_slot(session, doctor_id, start, "booked")
     event: AppointmentChange = "rescheduled" if moved_from else "booked"
-    await events.record_appointment(session, appointment, event, previous_id=moved_from)
+    await events.record_appointment(
+        session, appointment, event, previous_id=moved_from, patient_name=_name(patient_row)
+    )
     if key is not None:
         await idempotency.record(session, key, appointment.id, now)
-    return appointment.id
+    # What the edges show of it, from the rows this transaction read: no second read.
+    appointment.doctor, appointment.patient = doctor_row, patient_row
+    return appointment
 
 
-async def _has_future(
-    session: AsyncSession, doctor_id: int, patient_id: int, now: datetime, besides: int | None
-) -> bool:
-    query = select(Appointment.id).where(
-        Appointment.doctor_id == doctor_id,
-        Appointment.patient_id == patient_id,
-        Appointment.status == Status.scheduled,
-        Appointment.start_at > now,
-    )
-    if besides is not None:
-        query = query.where(Appointment.id != besides)
-    return (await session.scalar(query.limit(1))) is not None
+async def _person(
+    session: AsyncSession, table: type[Person], id_: int, *, lock: bool = False
+) -> Person:
+    # Only what the answer shows of them (their names), not the whole row (a password hash).
+    query = select(table).options(load_only(table.id, table.first_name, table.last_name))
+    query = query.where(table.id == id_)
+    found: Person | None = await session.scalar(query.with_for_update() if lock else query)
+    if found is None:
+        raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
+    return found
 
 
-async def _refuse_overlaps(
-    session: AsyncSession, doctor_id: int, patient_id: int, start: datetime, end: datetime
+def _name(person: Patient | Doctor) -> str:
+    return f"{person.first_name} {person.last_name}"
+
+
+async def _refuse_clashes(
+    session: AsyncSession,
+    doctor_id: int,
+    patient_id: int,
+    start: datetime,
+    end: datetime,
+    one_from: datetime | None,
+    besides: int | None,
 ) -> None:
-    # Same-start clashes are the UNIQUE keys' job; these catch appointments of another
-    # length (made before the doctor changed the slot length) that overlap this one.
-    query = select(Appointment.doctor_id, Appointment.patient_id).where(
-        Appointment.active.is_not(None),
+    # One query for two rules. Same-start clashes are the UNIQUE keys' job; this catches
+    # appointments of another length (made before the doctor changed the slot length) that
+    # overlap this one; and, when the doctor allows one upcoming appointment per patient
+    # (`one_from` is now), one the patient already has with them.
+    overlaps = and_(
         Appointment.start_at < end,
         Appointment.end_at > start,
         Appointment.start_at != start,
-        (Appointment.doctor_id == doctor_id) | (Appointment.patient_id == patient_id),
+        or_(Appointment.doctor_id == doctor_id, Appointment.patient_id == patient_id),
     )
-    for other_doctor, other_patient in (await session.execute(query)).all():
-        if other_patient == patient_id:
+    clash = overlaps
+    if one_from is not None:
+        upcoming = and_(
+            Appointment.doctor_id == doctor_id,
+            Appointment.patient_id == patient_id,
+            Appointment.status == Status.scheduled,
+            Appointment.start_at > one_from,
+            Appointment.id != (besides or 0),
+        )
+        clash = or_(overlaps, upcoming)
+    query = select(
+        Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
+    ).where(Appointment.active.is_not(None), clash)
+    found = (await session.execute(query)).all()
+    overlapping = [
+        r for r in found if r.start_at < end and r.end_at > start and r.start_at != start
+    ]
+    for other in overlapping:
+        if other.patient_id == patient_id:
             raise PatientBusy("you already have an appointment at this time")
-        if other_doctor == doctor_id:
-            raise SlotTaken("the doctor has an appointment overlapping this slot")
+    if overlapping:
+        raise SlotTaken("the doctor has an appointment overlapping this slot")
+    if found:
+        raise AlreadyBooked("you already have an upcoming appointment with this doctor")
 
 
 async def _conflict(

@@ -22,12 +22,18 @@ Message = Event  # what travels: slot, hours and appointment events
 Sink = Callable[[Message], None]
 
 
+RETRIES = (0.1, 0.3, 1.0)  # pauses between attempts to subscribe
+
+
 def slot_channel(doctor_id: int) -> str:
     return f"doctor:{doctor_id}:slots"
 
 
 class Bus(Protocol):
     async def publish(self, channel: str, message: Message) -> None: ...
+
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        """Publish in order (on Redis, in one round trip)."""
 
     async def subscribe(self, channel: str, sink: Sink) -> None: ...
 
@@ -75,6 +81,10 @@ class MemoryBus:
     async def publish(self, channel: str, message: Message) -> None:
         self._fanout.deliver(channel, message)
 
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        for channel, message in messages:
+            self._fanout.deliver(channel, message)
+
     async def subscribe(self, channel: str, sink: Sink) -> None:
         self._fanout.add(channel, sink)
 
@@ -104,6 +114,8 @@ class RedisBus:
         self._closed = False
         self._stale = False  # Redis may not be sending some channel that has sinks: resubscribe
         self._leaving: Counter[str] = Counter()  # our SUNSUBSCRIBEs not yet confirmed
+        self._wanted: dict[str, list[asyncio.Future[None]]] = {}  # channels to subscribe
+        self._batcher: asyncio.Task[None] | None = None
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         async with asyncio.timeout(self._timeout):
@@ -112,17 +124,59 @@ class RedisBus:
     async def publish(self, channel: str, message: Message) -> None:
         await self._call(self._redis.spublish(self._prefix + channel, json.dumps(message)))
 
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        if isinstance(self._redis, RedisCluster):  # the channels live on different shards
+            for channel, message in messages:
+                await self.publish(channel, message)
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, message in messages:
+            pipe.spublish(self._prefix + channel, json.dumps(message))
+        await self._call(pipe.execute())
+
     async def subscribe(self, channel: str, sink: Sink) -> None:
-        async with self._lock:
-            if not self._fanout.add(channel, sink):
-                return
+        if not self._fanout.add(channel, sink):
+            return  # the channel is subscribed already (or being subscribed)
+        try:
+            for attempt, pause in enumerate(RETRIES):
+                try:
+                    await self._subscribed(self._prefix + channel)
+                    return
+                except (RedisError, TimeoutError, OSError):
+                    if attempt == len(RETRIES) - 1:
+                        raise
+                    await asyncio.sleep(pause)  # a slow moment of Redis is not a failure
+        except BaseException:
+            # As if it never happened, so the next subscriber to the channel tries again.
+            self._fanout.remove(channel, sink)
+            raise
+
+    async def _subscribed(self, name: str) -> None:
+        # Many connections subscribe at once (a storm of viewers, each with a personal feed):
+        # their channels go to Redis together, one SSUBSCRIBE per batch.
+        done = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(name, []).append(done)
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._subscribe_batches(), name="hub-bus-sub")
+        await asyncio.wait_for(done, self._timeout * 4)  # cancelled on timeout: skipped
+
+    async def _subscribe_batches(self) -> None:
+        while self._wanted:
+            wanted, self._wanted = self._wanted, {}
             try:
-                pubsub = await self._listening()
-                await self._call(pubsub.ssubscribe(self._prefix + channel))
-            except BaseException:
-                # As if it never happened, so the next subscriber to the channel tries again.
-                self._fanout.remove(channel, sink)
-                raise
+                async with self._lock:
+                    pubsub = await self._listening()
+                    await self._call(pubsub.ssubscribe(*wanted))
+            except Exception as exc:
+                for waiters in wanted.values():
+                    for done in waiters:
+                        if not done.done():
+                            done.set_exception(exc)
+                continue
+            for waiters in wanted.values():
+                for done in waiters:
+                    if not done.done():
+                        done.set_result(None)
 
     async def unsubscribe(self, channel: str, sink: Sink) -> None:
         async with self._lock:
@@ -208,6 +262,10 @@ class RedisBus:
 
     async def close(self) -> None:
         self._closed = True
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._batcher
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 
-from hub import access, availability, schedules
+from hub import access, availability, events, schedules
 from hub.auth import Principal
 from hub.availability import Availability, Slot, SlotState
 from hub.clock import Clock, utcnow
@@ -85,6 +86,29 @@ class Layout:
     active: dict[datetime, Appointment]
 
 
+@dataclass(slots=True)
+class _Batch:
+    done: asyncio.Future[tuple[int, Layout]]
+    started: bool = False
+
+
+def _seen_by(
+    principal: Principal | None, doctor_id: int, window: Window, layout: Layout
+) -> CalendarView:
+    out = []
+    for slot in layout.slots:
+        if not window.holds(slot.start):
+            continue
+        row = layout.active.get(slot.start)
+        if row is not None and access.party_to(
+            principal, doctor_id=row.doctor_id, patient_id=row.patient_id
+        ):
+            out.append(SlotView(slot.start, slot.end, slot.state, row.id, row.patient_id))
+        else:
+            out.append(SlotView(slot.start, slot.end, slot.state))
+    return CalendarView(doctor_id, layout.hours.timezone, tuple(out))
+
+
 class Calendar:
     """Calendar reads: the slots a doctor offers with their state (free, held, booked), and
     who booked them for the callers who may know."""
@@ -93,25 +117,48 @@ class Calendar:
         self._sessions = sessions
         self._holds = holds
         self._clock = clock
+        self._batches: dict[tuple[int, date, date], _Batch] = {}
 
     async def view(
         self, principal: Principal | None, doctor_id: int, window: Window
     ) -> CalendarView:
         """Every offered slot of a doctor inside a window with its state (public); who booked
         a slot only for that patient, the doctor and admins."""
-        layout = await self.layout(doctor_id, *window.dates())
-        out = []
-        for slot in layout.slots:
-            if not window.holds(slot.start):
-                continue
-            row = layout.active.get(slot.start)
-            if row is not None and access.party_to(
-                principal, doctor_id=row.doctor_id, patient_id=row.patient_id
-            ):
-                out.append(SlotView(slot.start, slot.end, slot.state, row.id, row.patient_id))
-            else:
-                out.append(SlotView(slot.start, slot.end, slot.state))
-        return CalendarView(doctor_id, layout.hours.timezone, tuple(out))
+        return _seen_by(principal, doctor_id, window, await self.layout(doctor_id, *window.dates()))
+
+    async def snapshot(
+        self, principal: Principal | None, doctor_id: int, window: Window
+    ) -> tuple[int, CalendarView]:
+        """The doctor's version, then the view (read in that order: a change that lands in
+        between is in the view and also follows as an event). Callers asking for the same
+        doctor and dates at the same moment (a storm of viewers) share one read."""
+        key = (doctor_id, *window.dates())
+        batch = self._batches.get(key)
+        if batch is not None and not batch.started:
+            try:
+                version, layout = await asyncio.shield(batch.done)
+            except Exception:  # the shared read failed: try alone
+                version, layout = await self._versioned(doctor_id, window)
+        else:
+            batch = _Batch(asyncio.get_running_loop().create_future())
+            self._batches[key] = batch
+            await asyncio.sleep(0)  # whoever asks in this moment joins this read
+            batch.started = True
+            if self._batches.get(key) is batch:
+                del self._batches[key]
+            try:
+                version, layout = await self._versioned(doctor_id, window)
+            except BaseException as exc:
+                batch.done.set_exception(RuntimeError(f"shared read failed: {exc!r}"))
+                batch.done.exception()  # retrieved: nobody may be waiting
+                raise
+            batch.done.set_result((version, layout))
+        return version, _seen_by(principal, doctor_id, window, layout)
+
+    async def _versioned(self, doctor_id: int, window: Window) -> tuple[int, Layout]:
+        async with self._sessions() as session:
+            version = await events.current_version(session, doctor_id)
+        return version, await self.layout(doctor_id, *window.dates())
 
     async def free_starts(self, doctor_id: int, day: date) -> list[datetime]:
         """The starts still free on a local date with a doctor (public)."""

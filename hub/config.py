@@ -34,6 +34,8 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     log_level: str = "info"
+    workers: int = 1
+    metrics_dir: Path | None = None  # prometheus-client's multiprocess directory (workers)
     token_issuer: str = "hub"
     token_audience: str = "hub"
 
@@ -41,6 +43,12 @@ class Settings:
     def embedded(self) -> bool:
         """True when the hub runs on SQLite with the in-process lock and bus."""
         return self.database_url.startswith("sqlite")
+
+
+def _metrics_dir(environ: Mapping[str, str]) -> Path | None:
+    # Set by `serve --workers N` for its workers (prometheus-client reads the same variable).
+    directory = environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(directory) if directory else None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +82,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_holds=config("MAX_HOLDS", cast=int, default=3),
             argon2_time_cost=config("ARGON2_TIME_COST", cast=int, default=3),
             argon2_memory_kib=config("ARGON2_MEMORY_KIB", cast=int, default=65536),
+            workers=config("WORKERS", cast=int, default=1),
+            metrics_dir=_metrics_dir(os.environ if environ is None else environ),
             log_level=config("LOG_LEVEL", default="info"),
         )
     except ValueError as exc:

@@ -1,25 +1,23 @@
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import protocol
-from hub.bus import Bus, slot_channel
+from hub.bus import slot_channel
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import NotFound
-from hub.metrics import Metrics
 from hub.models import Appointment, OutboxEvent, Patient, Schedule
 from hub.protocol import AppointmentChange, AppointmentEvent, Event
 
 log = logging.getLogger("hub.events")
 KEEP = 1000  # slot events replayable per doctor, at least
-STALE = timedelta(seconds=3)  # a claim older than this was made by a process that died
+LOCKED = "hub.schedules.locked"  # session.info: the schedule rows this transaction locked
+CLAIM = "hub.outbox.claim"  # session.info: (relay token, now, the rows written)
 
 
 def utc_text(moment: datetime) -> str:
@@ -28,6 +26,20 @@ def utc_text(moment: datetime) -> str:
 
 def feed_channel(role: str, id_: int) -> str:
     return f"{role}:{id_}:appointments"
+
+
+def claim_for(session: AsyncSession, token: str, now: datetime, written: list[OutboxEvent]) -> None:
+    """Have the events this transaction writes claimed by a relay (`token`) that publishes
+    them after commit, and collected in `written` for it."""
+    session.info[CLAIM] = (token, now, written)
+
+
+def _outbox(session: AsyncSession, row: OutboxEvent) -> None:
+    claim = session.info.get(CLAIM)
+    if claim is not None:
+        row.claimed_by, row.claimed_at, written = claim
+        written.append(row)
+    session.add(row)
 
 
 async def record_slot(session: AsyncSession, doctor_id: int, start: datetime, state: str) -> int:
@@ -43,19 +55,30 @@ async def record_hours(session: AsyncSession, doctor_id: int) -> int:
     return await _record_versioned(session, doctor_id, "hours")
 
 
+async def locked_schedule(session: AsyncSession, doctor_id: int) -> Schedule:
+    """A doctor's schedule row, locked until the transaction ends (read once per transaction:
+    the lock is held already the second time)."""
+    locked: dict[int, Schedule] = session.info.setdefault(LOCKED, {})
+    if doctor_id not in locked:
+        schedule = await session.get(Schedule, doctor_id, with_for_update=True)
+        if schedule is None:
+            raise NotFound(f"doctor {doctor_id} not found")
+        locked[doctor_id] = schedule
+    return locked[doctor_id]
+
+
 async def _record_versioned(session: AsyncSession, doctor_id: int, kind: str, **fields: str) -> int:
-    schedule = await session.get(Schedule, doctor_id, with_for_update=True)
-    if schedule is None:
-        raise NotFound(f"doctor {doctor_id} not found")
+    schedule = await locked_schedule(session, doctor_id)
     schedule.version += 1
     message = {"type": kind, "doctor_id": doctor_id, **fields, "version": schedule.version}
-    session.add(
+    _outbox(
+        session,
         OutboxEvent(
             channel=slot_channel(doctor_id),
             doctor_id=doctor_id,
             version=schedule.version,
             payload=message,
-        )
+        ),
     )
     return schedule.version
 
@@ -77,7 +100,7 @@ async def record_settled(session: AsyncSession, doctor_id: int, start: datetime)
     """Write, in the caller's transaction, a slot whose hold ended as the appointments alone
     leave it: booked or free. The doctor's schedule is locked first, so a booking committing
     meanwhile is either seen here or announced after this."""
-    await session.get(Schedule, doctor_id, with_for_update=True)
+    await locked_schedule(session, doctor_id)
     booked = await is_booked(session, doctor_id, start)
     return await record_slot(session, doctor_id, start, "booked" if booked else "free")
 
@@ -111,18 +134,21 @@ async def record_appointment(
     *,
     late: bool | None = None,
     previous_id: int | None = None,
+    patient_name: str | None = None,
 ) -> None:
     """Write, in the caller's transaction, what happened to an appointment, for its doctor's
     and its patient's feeds (the doctor dashboard's push feed)."""
-    patient = await session.get(Patient, row.patient_id)
-    assert patient is not None
+    if patient_name is None:
+        patient = await session.get(Patient, row.patient_id)
+        assert patient is not None
+        patient_name = f"{patient.first_name} {patient.last_name}"
     message: AppointmentEvent = {
         "type": "appointment",
         "event": event,
         "appointment_id": row.id,
         "doctor_id": row.doctor_id,
         "patient_id": row.patient_id,
-        "patient_name": f"{patient.first_name} {patient.last_name}",
+        "patient_name": patient_name,
         "start": utc_text(row.start_at),
         "status": row.status.value,
     }
@@ -131,7 +157,7 @@ async def record_appointment(
     if previous_id is not None:
         message["previous_id"] = previous_id
     for channel in (feed_channel("doctor", row.doctor_id), feed_channel("patient", row.patient_id)):
-        session.add(OutboxEvent(channel=channel, payload=message))
+        _outbox(session, OutboxEvent(channel=channel, payload=message))
 
 
 async def replay(sessions: SessionFactory, doctor_id: int, since: int) -> list[Event] | None:
@@ -181,70 +207,3 @@ async def prune(sessions: SessionFactory, keep: int = KEEP, clock: Clock = utcno
                 OutboxEvent.published_at < day_ago, OutboxEvent.doctor_id.is_(None)
             )
         )
-
-
-class Relay:
-    """Publishes committed outbox events on the bus. The process that committed calls
-    `flush` at once; every process also flushes on a timer, which publishes what a process
-    that died between commit and publish left behind. A claim decides who publishes."""
-
-    def __init__(
-        self,
-        sessions: SessionFactory,
-        bus: Bus,
-        metrics: Metrics | None = None,
-        clock: Clock = utcnow,
-    ) -> None:
-        self._sessions = sessions
-        self._bus = bus
-        self._metrics = metrics or Metrics()
-        self._clock = clock
-        self._lock = asyncio.Lock()
-
-    async def flush(self) -> int:
-        """Publish every pending event, oldest first; how many this call published."""
-        async with self._lock:
-            token = secrets.token_hex(16)
-            now = self._clock()
-            pending = (OutboxEvent.published_at.is_(None)) & (
-                OutboxEvent.claimed_at.is_(None) | (OutboxEvent.claimed_at < now - STALE)
-            )
-            async with self._sessions.begin() as session:
-                ids = (
-                    await session.scalars(
-                        select(OutboxEvent.id).where(pending).order_by(OutboxEvent.id).limit(500)
-                    )
-                ).all()
-                if not ids:
-                    return 0
-                await session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(ids), pending)
-                    .values(claimed_at=now, claimed_by=token)
-                )
-            async with self._sessions() as session:
-                claimed = (
-                    await session.execute(
-                        select(OutboxEvent.id, OutboxEvent.channel, OutboxEvent.payload)
-                        .where(OutboxEvent.claimed_by == token)
-                        .order_by(OutboxEvent.id)
-                    )
-                ).all()
-            for _id, channel, payload in claimed:
-                await self._bus.publish(channel, protocol.event(payload))
-                self._metrics.published.inc()
-            async with self._sessions.begin() as session:
-                await session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.claimed_by == token)
-                    .values(published_at=self._clock())
-                )
-            return len(claimed)
-
-    async def flush_quietly(self) -> None:
-        """Flush, logging instead of raising: the change is committed whatever happens here,
-        and the timer publishes it later."""
-        try:
-            await self.flush()
-        except Exception as exc:
-            log.warning("publishing events failed (the relay retries): %r", exc)

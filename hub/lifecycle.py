@@ -10,10 +10,10 @@ from hub import access, appointments, availability, events, schedules
 from hub.appointments import PARTIES
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
-from hub.db import SessionFactory, transaction
+from hub.db import SessionFactory
 from hub.errors import InvalidTransition, NotFound
-from hub.events import Relay
 from hub.models import Appointment, AppointmentEvent, Status
+from hub.relay import Relay
 
 
 def _party(caller: Principal, row: Appointment) -> bool:
@@ -83,9 +83,7 @@ class Lifecycle:
         return await self._commit(work)
 
     async def _commit(self, work: Callable[[AsyncSession], Awaitable[Appointment]]) -> Appointment:
-        row = await transaction(self._sessions, work)
-        await self._relay.flush_quietly()  # after commit, never before
-        return row
+        return await self._relay.transaction(work)  # published after commit, never before
 
     async def _doctor_of(self, appointment_id: int) -> int:
         async with self._sessions() as session:

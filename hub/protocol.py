@@ -286,8 +286,9 @@ class Pong(TypedDict):
 
 
 class SlotEvent(TypedDict):
-    """A slot of a watched doctor changed (no patient identity); versions rise by one, and
-    `collapsed` marks a state that replaced one you were not sent."""
+    """A slot of a watched doctor changed (no patient identity); versions rise by one,
+    `collapsed` marks a state that replaced one you were not sent, and `committed_at` (when
+    the committing process publishes it) says when the change committed."""
 
     type: Literal["slot"]
     doctor_id: int
@@ -295,6 +296,7 @@ class SlotEvent(TypedDict):
     state: SlotState
     version: int
     collapsed: NotRequired[bool]
+    committed_at: NotRequired[Instant]  # when published right after its commit
 
 
 class HoursEvent(TypedDict):

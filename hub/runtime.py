@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import events
@@ -20,12 +20,13 @@ from hub.calendar import Calendar
 from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.db import SessionFactory, create_engine, session_factory
-from hub.events import Relay
 from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
 from hub.metrics import Metrics
+from hub.relay import Relay
 
 log = logging.getLogger("hub")
+REDIS_CONNECTIONS = 200  # per process (per shard on a cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,19 @@ def connect_redis(settings: Settings) -> Redis | RedisCluster:
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
     }
+    # redis-py refuses a command past `max_connections` (100 by default) instead of waiting:
+    # a burst of bookings must queue for a connection, within the same timeout.
     if settings.redis_cluster:
-        return RedisCluster.from_url(settings.redis_url, **timeouts)
-    return Redis.from_url(settings.redis_url, **timeouts)
+        return RedisCluster.from_url(
+            settings.redis_url, max_connections=REDIS_CONNECTIONS, **timeouts
+        )
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        timeout=settings.redis_timeout,
+        **timeouts,
+    )
+    return Redis.from_pool(pool)  # owns it: closing the client closes the pool
 
 
 @asynccontextmanager
@@ -89,7 +100,7 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
         engine.url.render_as_string(hide_password=True),
         "Redis" if redis else "in-process",
     )
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
     relay = Relay(sessions, bus, metrics, clock)
     booking = Booking(
         sessions,
@@ -124,6 +135,7 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        metrics.close()
 
 
 async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
@@ -156,7 +168,10 @@ async def _sweep(
             metrics.lapsed.inc(await booking.sweep())
         except Exception as exc:  # the sweeper outlives a Redis or database outage
             log.warning("hold sweep failed: %r", exc)
-        await relay.flush_quietly()
+        # What this process published is marked every tick; leftovers are looked for every
+        # 2 s (a process that died left them, or the bus was away): an idle process reads
+        # the database that often, not on every tick.
+        await relay.flush_quietly(leftovers=tick % 4 == 0)
         if tick % 600 == 0:  # every five minutes
             try:
                 await events.prune(booking.sessions, clock=clock)

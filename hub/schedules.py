@@ -11,6 +11,7 @@ from hub.availability import WEEKDAYS, Availability, Interval, Override
 from hub.db import SessionFactory
 from hub.errors import NotFound
 from hub.models import Schedule
+from hub.relay import Relay
 
 
 def _interval(pair: list[str]) -> Interval:
@@ -101,7 +102,9 @@ async def load_row(session: AsyncSession, doctor_id: int, *, lock: bool = False)
     """A doctor's schedule row. `lock` holds it until the transaction ends, so the hours a
     booking was checked against cannot change before it commits, and the doctor's event
     versions follow commit order."""
-    row = await session.get(Schedule, doctor_id, with_for_update=lock or None)
+    if lock:
+        return await events.locked_schedule(session, doctor_id)
+    row = await session.get(Schedule, doctor_id)
     if row is None:
         raise NotFound(f"doctor {doctor_id} not found")
     return row
@@ -130,7 +133,7 @@ async def get_availability(
 
 
 async def set_availability(
-    sessions: SessionFactory,
+    relay: Relay,
     principal: Principal | None,
     doctor_id: int,
     new: Availability,
@@ -139,9 +142,12 @@ async def set_availability(
     """Replace a doctor's availability. Existing appointments are never moved or deleted;
     one the new hours no longer cover stays and is marked in the doctor's listing."""
     _may_edit(principal, doctor_id)
-    async with sessions.begin() as session:
+
+    async def replace(session: AsyncSession) -> None:
         row = await load_row(session, doctor_id, lock=True)
         for name, value in {**row_fields(new), **asdict(policy)}.items():
             setattr(row, name, value)
         await events.record_hours(session, doctor_id)  # watchers fetch the new slots
+
+    await relay.transaction(replace)
     return new, policy

@@ -17,9 +17,9 @@ from hub import db
 from hub.booking import Booking
 from hub.config import Settings
 from hub.errors import HoldsUnavailable, InvalidInput, TooManyHolds
-from hub.events import Relay
 from hub.holds import Hold, HoldStore, MemoryHolds, RedisHolds, SlotHeld
 from hub.idempotency import KEY_LIFETIME
+from hub.relay import Relay
 from tests.clocks import MovingClock, app_on
 from tests.conftest import REDIS_KINDS, Actor, World, async_redis, iso, next_workday, slot
 

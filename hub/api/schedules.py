@@ -74,7 +74,7 @@ async def get_availability(call: Call[None]) -> AvailabilityIn:
 async def put_availability(call: Call[AvailabilityIn]) -> AvailabilityIn:
     body = call.body
     hours, policy = await schedules.set_availability(
-        call.hub.sessions,
+        call.hub.relay,
         call.principal,
         call.path_int("id"),
         to_availability(body),

@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 
 from starlette.websockets import WebSocket
 
-from hub import events
+from hub import access, events
 from hub.auth import Principal
 from hub.bus import slot_channel
 from hub.calendar import Window
@@ -15,7 +15,7 @@ from hub.protocol import Close, Event, Resynced, Snapshot
 from hub.runtime import Hub
 from hub.state import State
 from hub.ws import commands
-from hub.ws.queue import Outgoing
+from hub.ws.queue import Outgoing, TooSlow
 from hub.ws.watches import Watches
 
 log = logging.getLogger("hub.ws")
@@ -52,7 +52,8 @@ async def close(hub: Hub, websocket: WebSocket[State], code: int, reason: str = 
 
 class Connection:
     """One authenticated WebSocket. A reader serving commands, a writer draining the outgoing
-    queue, the token's expiry, the queue's watchdog and every catch-up run in one task group;
+    queue, a guard (the token's expiry, the queue's overflow), the feed's subscription and
+    every catch-up run in one task group;
     events reach it through bus sinks, never through the services."""
 
     def __init__(
@@ -76,9 +77,10 @@ class Connection:
             main = [
                 self._start(self._read()),
                 self._start(self.outgoing.drain(self.websocket.send_text)),
-                self._start(self._expiry()),
-                self._start(self.outgoing.watchdog()),
+                self._start(self._guard()),
             ]
+            if access.has_feed(self.principal):
+                self._start(self._follow_feed())
             await asyncio.wait(main, return_when=asyncio.FIRST_COMPLETED)
             for task in self._tasks:  # one ended: stop the others, catch-ups included
                 task.cancel()
@@ -107,10 +109,25 @@ class Connection:
             if reply is not None:
                 self.outgoing.put(reply)
 
-    async def _expiry(self) -> None:
-        # A fresh `auth` moves the expiry: look again at most every 30 s.
-        while (left := self.expires - time.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(left, 30))
+    async def _follow_feed(self) -> None:
+        # The personal feed is subscribed beside serving, not before: a storm of connections
+        # is answered `ready` at once while their feeds are subscribed in batches.
+        try:
+            await self.hub.bus.subscribe(self.feed, self.on_feed)
+        except Exception as exc:
+            log.warning("feed of %s not subscribed: %r", self.feed, exc)
+
+    async def _guard(self) -> None:
+        # One task per connection for the two things that end it from the inside: the token
+        # expires (a fresh `auth` moves it, so look again at least every 30 s), or the queue
+        # overflows while the writer may be stuck on a full socket.
+        while (left := self.expires - time.time()) > 0:
+            try:
+                async with asyncio.timeout(min(left, 30)):
+                    await self.outgoing.overflowed()
+            except TimeoutError:
+                continue
+            raise TooSlow()
         await close(self.hub, self.websocket, Close.UNAUTHENTICATED, "token expired")
 
     # -- watching ------------------------------------------------------------------------
@@ -217,13 +234,9 @@ class Connection:
         return True
 
     async def _snapshot(self, doctor_id: int) -> Snapshot:
-        # The version is read before the slots: an event that lands in between is both in
-        # the slots and sent after, which is harmless; the other order would lose it.
         watch = self.watches.get(doctor_id)
         assert watch is not None
-        async with self.hub.sessions() as session:
-            version = await events.current_version(session, doctor_id)
-        view = await self.hub.calendar.view(self.principal, doctor_id, watch.window)
+        version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
         return {
             "type": "snapshot",
             "doctor_id": doctor_id,

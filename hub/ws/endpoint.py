@@ -6,7 +6,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from hub import access, protocol
+from hub import protocol
 from hub.errors import HubError, Unauthenticated
 from hub.protocol import Close
 from hub.runtime import Hub
@@ -72,8 +72,6 @@ async def _authenticate(hub: Hub, websocket: WebSocket[State]) -> Connection | N
     if "ref" in command:
         reply["ref"] = command["ref"]
     await websocket.send_text(protocol.dump(reply))
-    if access.has_feed(principal):
-        await hub.bus.subscribe(connection.feed, connection.on_feed)
     return connection
 
 

@@ -61,7 +61,6 @@ class Outgoing:
             if self._pending.get(key) is message:  # not replaced by a newer state meanwhile
                 del self._pending[key]
 
-    async def watchdog(self) -> None:
-        """Raise TooSlow once the queue overflows (the drain may be stuck on a full socket)."""
+    async def overflowed(self) -> None:
+        """Return once the queue has overflowed (the drain may be stuck on a full socket)."""
         await self._overflow.wait()
-        raise TooSlow()
