@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, and_, insert, or_, select
+from sqlalchemy import CursorResult, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import load_only
 
 from hub import access, appointments, availability, events, idempotency, schedules
 from hub.auth import Principal, Role, require
@@ -331,9 +330,7 @@ async def _insert(
     try:
         # Core, not the unit of work: a refused INSERT leaves the transaction usable for
         # asking which key refused it, with no savepoint around it.
-        inserted = cast(
-            CursorResult[Any], await session.execute(insert(Appointment).values(values))
-        )
+        inserted = cast(CursorResult[Any], await session.execute(_INSERT, values))
     except IntegrityError as exc:
         raise await _conflict(session, exc, patient.id, start) from exc
     key_of = inserted.inserted_primary_key
@@ -353,16 +350,48 @@ async def _insert(
     return appointment
 
 
+# The hot path's statements, built once (building a statement costs more than running it).
+_NAMES = {
+    table: select(table.first_name, table.last_name).where(table.id == bindparam("id"))
+    for table in (Patient, Doctor)
+}
+_LOCKED_PATIENT = _NAMES[Patient].with_for_update()
+_CLASHES = select(
+    Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
+).where(
+    Appointment.active.is_not(None),
+    or_(
+        and_(  # another appointment overlapping this one, of the doctor or of the patient
+            Appointment.start_at < bindparam("end"),
+            Appointment.end_at > bindparam("start"),
+            Appointment.start_at != bindparam("start"),
+            or_(
+                Appointment.doctor_id == bindparam("doctor_id"),
+                Appointment.patient_id == bindparam("patient_id"),
+            ),
+        ),
+        and_(  # an upcoming one of the patient with this doctor
+            Appointment.doctor_id == bindparam("doctor_id"),
+            Appointment.patient_id == bindparam("patient_id"),
+            Appointment.status == Status.scheduled,
+            Appointment.start_at > bindparam("one_from"),
+            Appointment.id != bindparam("besides"),
+        ),
+    ),
+)
+_INSERT = insert(cast(Table, Appointment.__table__))  # Core: no ORM bulk machinery
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 async def _person(
     session: AsyncSession, table: type[Person], id_: int, *, lock: bool = False
 ) -> Person:
     # Only what the answer shows of them (their names), not the whole row (a password hash).
-    query = select(table).options(load_only(table.id, table.first_name, table.last_name))
-    query = query.where(table.id == id_)
-    found: Person | None = await session.scalar(query.with_for_update() if lock else query)
+    query = _LOCKED_PATIENT if lock else _NAMES[table]
+    found = (await session.execute(query, {"id": id_})).first()
     if found is None:
         raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
-    return found
+    return table(id=id_, first_name=found.first_name, last_name=found.last_name)
 
 
 def _name(person: Patient | Doctor) -> str:
@@ -382,26 +411,19 @@ async def _refuse_clashes(
     # appointments of another length (made before the doctor changed the slot length) that
     # overlap this one; and, when the doctor allows one upcoming appointment per patient
     # (`one_from` is now), one the patient already has with them.
-    overlaps = and_(
-        Appointment.start_at < end,
-        Appointment.end_at > start,
-        Appointment.start_at != start,
-        or_(Appointment.doctor_id == doctor_id, Appointment.patient_id == patient_id),
-    )
-    clash = overlaps
-    if one_from is not None:
-        upcoming = and_(
-            Appointment.doctor_id == doctor_id,
-            Appointment.patient_id == patient_id,
-            Appointment.status == Status.scheduled,
-            Appointment.start_at > one_from,
-            Appointment.id != (besides or 0),
+    found = (
+        await session.execute(
+            _CLASHES,
+            {
+                "start": start,
+                "end": end,
+                "doctor_id": doctor_id,
+                "patient_id": patient_id,
+                "one_from": one_from or NEVER,
+                "besides": besides or 0,
+            },
         )
-        clash = or_(overlaps, upcoming)
-    query = select(
-        Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
-    ).where(Appointment.active.is_not(None), clash)
-    found = (await session.execute(query)).all()
+    ).all()
     overlapping = [
         r for r in found if r.start_at < end and r.end_at > start and r.start_at != start
     ]
