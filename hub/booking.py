@@ -4,29 +4,24 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import TypeVar
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, insert, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import access, appointments, availability, events, idempotency, schedules
+from hub import access, appointments, availability, events, idempotency, ledger, schedules
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import (
-    AlreadyBooked,
     HoldExpired,
     HoldsUnavailable,
     InvalidInput,
     NotFound,
-    PatientBusy,
     SlotTaken,
 )
 from hub.holds import Hold, HoldStore, SlotHeld
 from hub.idempotency import KEY_LIFETIME, Key, Replayed
-from hub.models import Appointment, Doctor, Patient, Status
-from hub.protocol import AppointmentChange
+from hub.models import Appointment, Doctor, Patient
 from hub.relay import Relay
 
 log = logging.getLogger("hub.booking")
@@ -135,7 +130,9 @@ class Booking:
                 return await self._get(first), True
 
         async def write(session: AsyncSession, start: datetime) -> Appointment:
-            return await _insert(session, caller, target.doctor_id, start, self._clock(), key=key)
+            return await ledger.enter(
+                session, caller, target.doctor_id, start, self._clock(), key=key
+            )
 
         try:
             return await self._claimed(caller.id, target, write), False
@@ -184,7 +181,7 @@ class Booking:
             appointments.cancel(session, current, caller, policy, now, "rescheduled")
             await session.flush()  # frees the old start for the patient's UNIQUE key
             await events.record_slot(session, old.doctor_id, old.start_at, "free")
-            return await _insert(
+            return await ledger.enter(
                 session, patient, old.doctor_id, start, now, moved_from=current.id, by=caller
             )
 
@@ -285,170 +282,3 @@ async def _let_go(holds: HoldStore, claim: Hold | None) -> None:
         await holds.release(claim)
     except HoldsUnavailable as exc:
         log.warning("hold not released (it lapses by itself): %s", exc.detail)
-
-
-async def _insert(
-    session: AsyncSession,
-    patient: Principal,
-    doctor_id: int,
-    start: datetime,
-    now: datetime,
-    *,
-    key: Key | None = None,
-    moved_from: int | None = None,
-    by: Principal | None = None,
-) -> Appointment:
-    # The schedule's lock keeps the hours still until commit and orders the doctor's
-    # versions; the patient's serialises their own bookings, so the one-per-doctor rule
-    # cannot be raced. Lock order everywhere: schedule, appointment, patient.
-    row = await schedules.load_row(session, doctor_id, lock=True)
-    patient_row = await _person(session, Patient, patient.id, lock=True)
-    doctor_row = await _person(session, Doctor, doctor_id)
-    hours, policy = schedules.availability_of(row), schedules.policy_of(row)
-    availability.check_offered(hours, start, now)
-    end = start + hours.slot
-    await _refuse_clashes(
-        session,
-        doctor_id,
-        patient.id,
-        start,
-        end,
-        now if policy.one_per_patient else None,
-        moved_from,
-    )
-    values = {
-        "doctor_id": doctor_id,
-        "patient_id": patient.id,
-        "start_at": start,
-        "end_at": end,
-        "status": Status.scheduled,
-        "late_cancel": False,
-        "rescheduled_from_id": moved_from,
-        "created_at": now,
-        "updated_at": now,
-    }
-    try:
-        # Core, not the unit of work: a refused INSERT leaves the transaction usable for
-        # asking which key refused it, with no savepoint around it.
-        inserted = cast(CursorResult[Any], await session.execute(_INSERT, values))
-    except IntegrityError as exc:
-        raise await _conflict(session, exc, patient.id, start) from exc
-    key_of = inserted.inserted_primary_key
-    assert key_of is not None
-    appointment = Appointment(id=key_of[0], cancel_reason=None, **values)
-    reason = f"rescheduled from {moved_from}" if moved_from else None
-    appointments.record(session, appointment, by or patient, now, reason=reason)
-    await events.record_slot(session, doctor_id, start, "booked")
-    event: AppointmentChange = "rescheduled" if moved_from else "booked"
-    await events.record_appointment(
-        session, appointment, event, previous_id=moved_from, patient_name=_name(patient_row)
-    )
-    if key is not None:
-        await idempotency.record(session, key, appointment.id, now)
-    # What the edges show of it, from the rows this transaction read: no second read.
-    appointment.doctor, appointment.patient = doctor_row, patient_row
-    return appointment
-
-
-# The hot path's statements, built once (building a statement costs more than running it).
-_NAMES = {
-    table: select(table.first_name, table.last_name).where(table.id == bindparam("id"))
-    for table in (Patient, Doctor)
-}
-_LOCKED_PATIENT = _NAMES[Patient].with_for_update()
-_CLASHES = select(
-    Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
-).where(
-    Appointment.active.is_not(None),
-    or_(
-        and_(  # another appointment overlapping this one, of the doctor or of the patient
-            Appointment.start_at < bindparam("end"),
-            Appointment.end_at > bindparam("start"),
-            Appointment.start_at != bindparam("start"),
-            or_(
-                Appointment.doctor_id == bindparam("doctor_id"),
-                Appointment.patient_id == bindparam("patient_id"),
-            ),
-        ),
-        and_(  # an upcoming one of the patient with this doctor
-            Appointment.doctor_id == bindparam("doctor_id"),
-            Appointment.patient_id == bindparam("patient_id"),
-            Appointment.status == Status.scheduled,
-            Appointment.start_at > bindparam("one_from"),
-            Appointment.id != bindparam("besides"),
-        ),
-    ),
-)
-_INSERT = insert(cast(Table, Appointment.__table__))  # Core: no ORM bulk machinery
-NEVER = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-async def _person(
-    session: AsyncSession, table: type[Person], id_: int, *, lock: bool = False
-) -> Person:
-    # Only what the answer shows of them (their names), not the whole row (a password hash).
-    query = _LOCKED_PATIENT if lock else _NAMES[table]
-    found = (await session.execute(query, {"id": id_})).first()
-    if found is None:
-        raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
-    return table(id=id_, first_name=found.first_name, last_name=found.last_name)
-
-
-def _name(person: Patient | Doctor) -> str:
-    return f"{person.first_name} {person.last_name}"
-
-
-async def _refuse_clashes(
-    session: AsyncSession,
-    doctor_id: int,
-    patient_id: int,
-    start: datetime,
-    end: datetime,
-    one_from: datetime | None,
-    besides: int | None,
-) -> None:
-    # One query for two rules. Same-start clashes are the UNIQUE keys' job; this catches
-    # appointments of another length (made before the doctor changed the slot length) that
-    # overlap this one; and, when the doctor allows one upcoming appointment per patient
-    # (`one_from` is now), one the patient already has with them.
-    found = (
-        await session.execute(
-            _CLASHES,
-            {
-                "start": start,
-                "end": end,
-                "doctor_id": doctor_id,
-                "patient_id": patient_id,
-                "one_from": one_from or NEVER,
-                "besides": besides or 0,
-            },
-        )
-    ).all()
-    overlapping = [
-        r for r in found if r.start_at < end and r.end_at > start and r.start_at != start
-    ]
-    for other in overlapping:
-        if other.patient_id == patient_id:
-            raise PatientBusy("you already have an appointment at this time")
-    if overlapping:
-        raise SlotTaken("the doctor has an appointment overlapping this slot")
-    if found:
-        raise AlreadyBooked("you already have an upcoming appointment with this doctor")
-
-
-async def _conflict(
-    session: AsyncSession, exc: IntegrityError, patient_id: int, start: datetime
-) -> Exception:
-    # Which UNIQUE key a database reports first differs between engines; ask the rows.
-    if not any(key in str(exc.orig) for key in ("_slot", "appointments.")):
-        return exc
-    mine = await session.scalar(
-        select(Appointment.id).where(
-            Appointment.patient_id == patient_id,
-            Appointment.start_at == start,
-            Appointment.active.is_not(None),
-        )
-    )
-    if mine is not None:
-        return PatientBusy("you already have an appointment at this time")
-    return SlotTaken("this slot is already booked")

@@ -23,6 +23,7 @@ LAYERS = {
         "catalog",
         "events",
         "idempotency",
+        "ledger",
         "lifecycle",
         "outbox",
         "relay",

@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket
 from hub import access, events
 from hub.auth import Principal
 from hub.bus import slot_channel
-from hub.calendar import Window
+from hub.calendar import CalendarView, Window
 from hub.protocol import Close, Event, Resynced, Snapshot
 from hub.runtime import Hub
 from hub.state import State
@@ -237,24 +237,29 @@ class Connection:
         watch = self.watches.get(doctor_id)
         assert watch is not None
         version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
-        return {
-            "type": "snapshot",
-            "doctor_id": doctor_id,
-            "version": version,
-            "timezone": view.timezone,
-            "slots": [
-                {
-                    "start": events.utc_text(slot.start),
-                    "end": events.utc_text(slot.end),
-                    "state": slot.state,
-                    "appointment_id": slot.appointment_id,
-                    "patient_id": slot.patient_id,
-                }
-                for slot in view.slots
-            ],
-        }
+        return snapshot(version, view)
 
     async def close_subscriptions(self) -> None:
         for doctor_id in self.watches.doctors():
             await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         await self.hub.bus.unsubscribe(self.feed, self.on_feed)
+
+
+def snapshot(version: int, view: CalendarView) -> Snapshot:
+    """A calendar view as the `snapshot` message, at `version`."""
+    return {
+        "type": "snapshot",
+        "doctor_id": view.doctor_id,
+        "version": version,
+        "timezone": view.timezone,
+        "slots": [
+            {
+                "start": events.utc_text(slot.start),
+                "end": events.utc_text(slot.end),
+                "state": slot.state,
+                "appointment_id": slot.appointment_id,
+                "patient_id": slot.patient_id,
+            }
+            for slot in view.slots
+        ],
+    }
