@@ -82,6 +82,10 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
     bus: RedisBus | MemoryBus
     if settings.redis_url:
         redis = connect_redis(settings)
+        # One command before any burst: redis-py 8's cluster client can trip over its own
+        # first connections when many are opened at once. Redis being away is not fatal here.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(redis.ping(), settings.redis_timeout)
         holds = RedisHolds(redis, settings.redis_timeout, clock=clock)
         # Pub/sub ignores the database number; put it in the channel names, so hubs that
         # share a Redis server on different databases never hear each other.
