@@ -21,6 +21,7 @@ from hub.app import create_app, prepare_schema
 from hub.auth import Passwords
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, EmailTaken
+from hub.workers import Workers
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # How `serve` runs uvicorn's WebSocket side; the tests serve with the same options.
@@ -81,7 +82,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         uvicorn.run(create_app(settings), **options)
         return
     with _metrics_directory():
-        uvicorn.run("hub.__main__:app", factory=True, workers=workers, **options)
+        config = uvicorn.Config("hub.__main__:app", factory=True, workers=workers, **options)
+        Workers(config).run()
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:

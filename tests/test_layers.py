@@ -10,7 +10,7 @@ HUB = Path(__file__).resolve().parent.parent / "hub"
 # stores; the wire format is shared by the edges (and the events services write).
 LAYERS = {
     "edge": {"api", "ws"},
-    "entry": {"__main__", "app", "client", "loadtest"},
+    "entry": {"__main__", "app", "client", "loadtest", "workers"},
     "wire": {"protocol", "schemas", "asyncapi"},
     "service": {
         "access",
