@@ -21,6 +21,7 @@ from hub.app import create_app, prepare_schema
 from hub.auth import Passwords
 from hub.config import Settings, load_settings
 from hub.errors import ConfigError, EmailTaken
+from hub.listener import Listener
 from hub.workers import Workers
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -36,7 +37,19 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
 def app() -> Starlette:
     """The hub on this process's environment: what each worker of `serve --workers N`
     imports, since uvicorn starts workers from an import string."""
-    return create_app(load_settings())
+    settings = load_settings()
+    listener(settings)  # each worker's own protocol limits
+    return create_app(settings)
+
+
+def listener(settings: Settings) -> type[Listener]:
+    """The HTTP protocol class `serve` runs, with this hub's limits (uvicorn builds one per
+    connection); the tests serve with it too."""
+    trusted = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")  # as uvicorn reads it
+    Listener.header_timeout = settings.header_timeout
+    Listener.max_per_address = settings.max_sockets_per_address
+    Listener.trusted = frozenset(ip.strip() for ip in trusted.split(",") if ip.strip())
+    return Listener
 
 
 def _workers(settings: Settings, args: argparse.Namespace) -> int:
@@ -76,6 +89,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         "log_level": settings.log_level,
         "proxy_headers": True,
         "lifespan": "on",
+        "http": listener(settings),
         **WEBSOCKET_OPTIONS,
     }
     if workers == 1:

@@ -5,8 +5,9 @@ and command for every kind of caller and pins what these rules allow.
 
     admin                     everything
     patient                   their own record, appointments and holds
-    doctor                    their own record, hours and appointments; read-only, the record
-                              of a patient who has an appointment with them
+    doctor                    their own record, hours and appointments; once approved,
+                              read-only, the record of a patient who has an appointment (not
+                              cancelled) with them
     anyone                    specializations, doctors' public profiles, offered slots
 """
 
@@ -40,8 +41,9 @@ def party_to(caller: Principal | None, *, doctor_id: int, patient_id: int) -> bo
 
 
 def is_doctor(caller: Principal | None) -> bool:
-    """Any doctor: may read the record of a patient they have an appointment with."""
-    return caller is not None and caller.role is Role.doctor
+    """Any doctor an admin approved: may read the record of a patient they have an appointment
+    with (not cancelled)."""
+    return caller is not None and caller.role is Role.doctor and caller.approved
 
 
 def has_feed(caller: Principal) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Exists, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -16,7 +16,7 @@ from hub import access, catalog
 from hub.auth import Passwords, Principal, Role, Token, Tokens, require
 from hub.constraints import duplicates, lacks_parent
 from hub.db import SessionFactory
-from hub.errors import EmailTaken, InvalidCredentials, NotFound
+from hub.errors import EmailTaken, Forbidden, InvalidCredentials, InvalidInput, NotFound
 from hub.models import Admin, Appointment, Doctor, Gender, Patient, Specialization
 from hub.schedules import new_schedule
 
@@ -27,6 +27,7 @@ TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin]] = {
     Role.doctor: Doctor,
     Role.admin: Admin,
 }
+ROLES = {table: role for role, table in TABLES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class PersonChanges:
     phone: str | Keep = KEEP
     address: str | Keep | None = KEEP
     password: str | Keep = KEEP
+    current_password: str | Keep = KEEP  # the owner's, to change their email or password
 
 
 async def login(
@@ -86,7 +88,9 @@ async def login(
     if account is None:
         await passwords.verify_missing(password)
     elif await passwords.verify(account.password_hash, password):
-        return tokens.issue(Principal(role, account.id))
+        if not account.active:
+            raise Forbidden("this account is deactivated")
+        return tokens.issue(Principal(role, account.id, account.session_epoch))
     raise InvalidCredentials("wrong email or password")
 
 
@@ -98,17 +102,24 @@ async def register_patient(
 
 
 async def register_doctor(
-    sessions: SessionFactory, passwords: Passwords, person: NewPerson, specialization_id: int
+    sessions: SessionFactory,
+    passwords: Passwords,
+    person: NewPerson,
+    specialization_id: int,
+    *,
+    approved: bool,
 ) -> Doctor:
-    """A new doctor account in an existing specialization."""
-    doctor = Doctor(specialization_id=specialization_id, **await _columns(person, passwords))
+    """A new doctor account in an existing specialization: pending until an admin approves
+    it, unless the clinic lets doctors register openly (`approved`)."""
+    columns = await _columns(person, passwords)
+    doctor = Doctor(specialization_id=specialization_id, approved=approved, **columns)
     with _refusals(Doctor.__tablename__, specialization_id):
         async with sessions.begin() as session:
             await catalog.specialization(session, specialization_id)
             session.add(doctor)
             await session.flush()
             session.add(new_schedule(doctor.id))
-    return await get_doctor(sessions, doctor.id)
+    return await _doctor(sessions, doctor.id)
 
 
 async def create_admin(
@@ -138,10 +149,10 @@ async def list_patients(sessions: SessionFactory, principal: Principal | None) -
     """All patients for admins; a doctor's own patients for a doctor."""
     caller = require(principal, Role.admin, Role.doctor)
     query = select(Patient).order_by(Patient.id)
-    if access.is_doctor(caller):
-        query = query.where(
-            exists().where(Appointment.patient_id == Patient.id, Appointment.doctor_id == caller.id)
-        )
+    if caller.role is Role.doctor:  # their own patients, once approved
+        if not access.is_doctor(caller):
+            return []
+        query = query.where(_treated_by(caller.id))
     async with sessions() as session:
         return (await session.scalars(query)).all()
 
@@ -156,11 +167,19 @@ async def update_patient(
     """Change a patient's record: that patient or an admin."""
     allowed = access.manages_patient(require(principal), pid)
     access.ensure(allowed, "you may not change this patient's record")
-    return await _update(sessions, passwords, Patient, pid, changes)
+    return await _update(sessions, passwords, require(principal), Patient, pid, changes)
 
 
-async def get_doctor(sessions: SessionFactory, did: int) -> Doctor:
-    """A doctor; `access.manages_doctor` says who may see more than the public profile."""
+async def get_doctor(sessions: SessionFactory, did: int, caller: Principal | None) -> Doctor:
+    """A doctor; `access.manages_doctor` says who may see more than the public profile, and
+    who may see a doctor not yet approved or deactivated (nobody else does)."""
+    doctor = await _doctor(sessions, did)
+    if not ((doctor.approved and doctor.active) or access.manages_doctor(caller, did)):
+        raise NotFound(f"doctor {did} not found")
+    return doctor
+
+
+async def _doctor(sessions: SessionFactory, did: int) -> Doctor:
     async with sessions() as session:
         doctor = await session.get(Doctor, did, options=[joinedload(Doctor.specialization)])
     if doctor is None:
@@ -170,11 +189,15 @@ async def get_doctor(sessions: SessionFactory, did: int) -> Doctor:
 
 async def list_doctors(
     sessions: SessionFactory,
+    caller: Principal | None,
     specialization_id: int | None = None,
     specialization: str | None = None,
 ) -> Sequence[Doctor]:
-    """Doctors, optionally of one specialization (by id or by name)."""
+    """Doctors, optionally of one specialization (by id or by name): those approved and
+    active, and for admins every one."""
     query = select(Doctor).options(joinedload(Doctor.specialization)).order_by(Doctor.id)
+    if not access.is_admin(caller):
+        query = query.where(Doctor.approved.is_(True), Doctor.active.is_(True))
     if specialization_id is not None:
         query = query.where(Doctor.specialization_id == specialization_id)
     if specialization is not None:
@@ -196,14 +219,62 @@ async def update_doctor(
     that doctor or an admin."""
     allowed = access.manages_doctor(require(principal), did)
     access.ensure(allowed, "you may not change this doctor's record")
-    await _update(sessions, passwords, Doctor, did, changes, specialization_id)
-    return await get_doctor(sessions, did)
+    caller = require(principal)
+    await _update(sessions, passwords, caller, Doctor, did, changes, specialization_id)
+    return await _doctor(sessions, did)
+
+
+async def set_standing(
+    sessions: SessionFactory,
+    principal: Principal | None,
+    role: Role,
+    account_id: int,
+    *,
+    active: bool | None = None,
+    approved: bool | None = None,
+) -> None:
+    """An admin deactivates or reactivates an account (deactivating ends its sessions), or
+    approves a doctor (or takes the approval back)."""
+    require(principal, Role.admin)
+    table = TABLES[role]
+    async with sessions.begin() as session:
+        row: Patient | Doctor | Admin | None = await session.get(
+            table, account_id, with_for_update=True
+        )
+        if row is None:
+            raise NotFound(f"{role} {account_id} not found")
+        if active is not None:
+            row.session_epoch += 0 if active else 1
+            row.active = active
+        if approved is not None:
+            assert isinstance(row, Doctor)
+            row.approved = approved
+
+
+async def end_sessions(sessions: SessionFactory, principal: Principal | None) -> None:
+    """Sign out everywhere: every session of the caller's account ends, this one too."""
+    caller = require(principal)
+    table = TABLES[caller.role]
+    async with sessions.begin() as session:
+        row: Patient | Doctor | Admin | None = await session.get(
+            table, caller.id, with_for_update=True
+        )
+        if row is None:
+            raise NotFound(f"{caller.role} {caller.id} not found")
+        row.session_epoch += 1
+
+
+def _treated_by(doctor_id: int) -> Exists:
+    # Through an appointment that was not cancelled: a cancellation ends the doctor's access.
+    return exists().where(
+        Appointment.patient_id == Patient.id,
+        Appointment.doctor_id == doctor_id,
+        Appointment.active.is_not(None),
+    )
 
 
 async def _treats(session: AsyncSession, doctor_id: int, patient_id: int) -> bool:
-    query = select(
-        exists().where(Appointment.doctor_id == doctor_id, Appointment.patient_id == patient_id)
-    )
+    query = select(_treated_by(doctor_id)).where(Patient.id == patient_id)
     return bool(await session.scalar(query))
 
 
@@ -214,6 +285,7 @@ async def _columns(person: NewPerson | PersonChanges, passwords: Passwords) -> d
     email = columns.get("email")
     if isinstance(email, str):
         columns["email"] = email.lower()
+    columns.pop("current_password", None)
     password = columns.pop("password", None)
     if isinstance(password, str):
         columns["password_hash"] = await passwords.hash(password)
@@ -243,20 +315,46 @@ async def _insert(sessions: SessionFactory, row: Row) -> Row:
 async def _update(
     sessions: SessionFactory,
     passwords: Passwords,
+    caller: Principal,
     table: type[Account],
     row_id: int,
     changes: PersonChanges,
     specialization_id: int | None = None,
 ) -> Account:
     columns = await _columns(changes, passwords)
+    credentials = "email" in columns or "password_hash" in columns
+    if credentials and caller.is_(ROLES[table], row_id):
+        await _confirm(sessions, passwords, table, row_id, changes.current_password)
     with _refusals(table.__tablename__, specialization_id):
         async with sessions.begin() as session:
             row = await session.get(table, row_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"{table.__tablename__[:-1]} {row_id} not found")
+            if credentials:  # every session of the old email or password ends
+                columns["session_epoch"] = row.session_epoch + 1
             if specialization_id is not None:
                 await catalog.specialization(session, specialization_id)
                 columns["specialization_id"] = specialization_id
             for name, value in columns.items():
                 setattr(row, name, value)
     return row
+
+
+async def _confirm(
+    sessions: SessionFactory,
+    passwords: Passwords,
+    table: type[Account],
+    row_id: int,
+    current: str | Keep,
+) -> None:
+    # The owner changing their email or password proves they know the current one (a stolen
+    # session alone cannot take the account over). Verified outside any transaction.
+    if not isinstance(current, str):
+        raise InvalidInput(
+            "changing the email or password needs the current password",
+            [{"field": "current_password", "message": "required with email or password"}],
+        )
+    async with sessions() as session:
+        stored = await session.scalar(select(table.password_hash).where(table.id == row_id))
+    if stored is None or not await passwords.verify(stored, current):
+        raise Forbidden("the current password is wrong")

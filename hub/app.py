@@ -18,9 +18,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from hub import db, ws
-from hub.api import accounts, appointments, docs, schedules, specializations
-from hub.api.endpoint import Endpoint, http_error, server_error
+from hub import db, logs, ws
+from hub.api import accounts, appointments, audit, docs, schedules, signin, specializations
+from hub.api.endpoint import Endpoint, http_error, routes, server_error
 from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.errors import ConfigError
@@ -37,6 +37,8 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
     *schedules.ENDPOINTS,
     *specializations.ENDPOINTS,
     *appointments.ENDPOINTS,
+    *audit.ENDPOINTS,
+    *signin.ENDPOINTS,
 ]
 
 
@@ -79,16 +81,16 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        logs.hold_back_floods()  # uvicorn has set up its handlers by now
         await prepare_schema(settings)
         async with open_hub(settings, clock=clock) as hub:
             yield {"hub": hub, "connections": Registry()}
 
-    routes: list[BaseRoute] = [endpoint.route() for endpoint in ENDPOINTS]
-    routes += docs.routes(ENDPOINTS)
-    routes.append(Route("/metrics", metrics, include_in_schema=False))
-    routes.append(WebSocketRoute("/ws", ws.endpoint))
+    table: list[BaseRoute] = [*routes(ENDPOINTS), *docs.routes(ENDPOINTS)]
+    table.append(Route("/metrics", metrics, include_in_schema=False))
+    table.append(WebSocketRoute("/ws", ws.endpoint))
     if STATIC.is_dir():
-        routes.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
+        table.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
     middleware = []
     if settings.allowed_origins:
         middleware.append(
@@ -100,7 +102,7 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
             )
         )
     return Starlette(
-        routes=routes,
+        routes=table,
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: server_error},

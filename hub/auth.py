@@ -3,7 +3,10 @@ from __future__ import annotations
 import enum
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import anyio
 import jwt
@@ -11,9 +14,10 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from hub.config import Settings
-from hub.errors import Forbidden, Unauthenticated
+from hub.errors import Forbidden, Overloaded, Unauthenticated
 
 ALGORITHM = "HS256"
+T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
@@ -24,10 +28,14 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a role and the id of their row in that role's table."""
+    """Who is calling: a role and the id of their row in that role's table, and the session
+    epoch their token was issued in (not part of who they are: two principals of one account
+    are equal)."""
 
     role: Role
     id: int
+    epoch: int = field(default=0, compare=False)
+    approved: bool = field(default=True, compare=False)  # a doctor an admin approved
 
     def is_(self, role: Role, id_: int) -> bool:
         return self.role is role and self.id == id_
@@ -51,24 +59,43 @@ class Token:
 
 
 class Passwords:
-    """argon2id hashing in worker threads, at most `workers` at once (default: one per CPU).
+    """argon2id hashing in worker threads, at most `workers` at once (default: one per CPU),
+    with at most `queue` more waiting (default: no bound); past that a call is refused at once
+    with Overloaded.
 
     One check costs ~130 ms of CPU at the default cost: on the event loop it would stop every
-    socket of the process, and in unbounded threads a login flood would take every thread. The
-    callers hold no database connection while they wait here."""
+    socket of the process, and in unbounded threads a login flood would take every thread; an
+    unbounded wait would answer everyone late instead of some at once. The callers hold no
+    database connection while they wait here."""
 
-    def __init__(self, time_cost: int, memory_kib: int, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        time_cost: int,
+        memory_kib: int,
+        *,
+        workers: int | None = None,
+        queue: int | None = None,
+    ) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, type=Type.ID)
         self._dummy = self._hasher.hash("not a password anyone has")
         self._limiter = anyio.CapacityLimiter(workers or os.cpu_count() or 1)
+        self._most = None if queue is None else int(self._limiter.total_tokens) + queue
+        self._pending = 0  # running or waiting for a worker
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
+        return await self._run(partial(self._hasher.hash, password))
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await anyio.to_thread.run_sync(
-            self._check, password_hash, password, limiter=self._limiter
-        )
+        return await self._run(partial(self._check, password_hash, password))
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        if self._most is not None and self._pending >= self._most:
+            raise Overloaded("too many password checks at once: try again in a moment")
+        self._pending += 1
+        try:
+            return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+        finally:
+            self._pending -= 1
 
     async def verify_missing(self, password: str) -> bool:
         """False, after the work of a real check: an unknown email must cost what a wrong
@@ -97,6 +124,7 @@ class Tokens:
         claims = {
             "sub": str(principal.id),
             "role": principal.role.value,
+            "gen": principal.epoch,
             "iat": issued,
             "exp": issued + self._ttl,
             "iss": self._issuer,
@@ -116,7 +144,10 @@ class Tokens:
                 issuer=self._issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "role"]},
             )
-            principal = Principal(role=Role(claims["role"]), id=int(claims["sub"]))
+            epoch = claims.get("gen", 0)
+            if type(epoch) is not int:
+                raise ValueError("gen")
+            principal = Principal(role=Role(claims["role"]), id=int(claims["sub"]), epoch=epoch)
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("token expired") from exc
         except (jwt.InvalidTokenError, ValueError, TypeError) as exc:

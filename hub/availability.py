@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -197,6 +198,18 @@ def covers(availability: Availability, start: datetime) -> bool:
 def check_offered(availability: Availability, start: datetime, now: datetime) -> datetime:
     """`start` in UTC if the doctor offers it; NotOffered naming the reason if not."""
     start = start.astimezone(UTC)
+    # A start whose local day is past the calendar's edge is far outside the bounds below.
+    with contextlib.suppress(OverflowError):
+        _check_hours(availability, start)
+    earliest, latest = _bounds(availability, now)
+    if start < earliest:
+        raise NotOffered("too_soon", f"book at least {availability.notice_minutes} minutes ahead")
+    if start > latest:
+        raise NotOffered("beyond_horizon", f"book at most {availability.horizon_days} days ahead")
+    return start
+
+
+def _check_hours(availability: Availability, start: datetime) -> None:
     day = availability.local_day(start)
     intervals = availability.intervals_on(day)
     if not covers(availability, start):
@@ -209,9 +222,3 @@ def check_offered(availability: Availability, start: datetime, now: datetime) ->
                 f"slots are {availability.slot_minutes} minutes from the start of working hours",
             )
         raise NotOffered("outside_hours", "the doctor does not work at that time")
-    earliest, latest = _bounds(availability, now)
-    if start < earliest:
-        raise NotOffered("too_soon", f"book at least {availability.notice_minutes} minutes ahead")
-    if start > latest:
-        raise NotOffered("beyond_horizon", f"book at most {availability.horizon_days} days ahead")
-    return start

@@ -67,6 +67,7 @@ class Booking:
         *,
         hold_ttl: int = 120,
         max_holds: int = 3,
+        max_address_holds: int = 0,
         clock: Clock = utcnow,
     ) -> None:
         self.sessions = self._sessions = sessions
@@ -74,12 +75,23 @@ class Booking:
         self._relay = relay
         self._hold_ms = hold_ttl * 1000
         self._max_holds = max_holds
+        self._max_address_holds = max_address_holds
         self._clock = clock
 
-    async def hold(self, principal: Principal | None, doctor_id: int, start: datetime) -> Hold:
-        """Hold a free slot for the calling patient for a short time while they confirm."""
+    async def hold(
+        self,
+        principal: Principal | None,
+        doctor_id: int,
+        start: datetime,
+        *,
+        address: str | None = None,
+    ) -> Hold:
+        """Hold a free slot for the calling patient for a short time while they confirm; the
+        live holds of one patient, and of one client `address` whichever accounts hold them,
+        are capped (a few accounts cannot squat a doctor's day)."""
         caller = require(principal, Role.patient)
         async with self._sessions() as session:
+            await ledger.bookable_doctor(session, doctor_id)
             hours = await schedules.load(session, doctor_id)
             start = availability.check_offered(hours, start, self._clock())
             if await events.is_booked(session, doctor_id, start):
@@ -89,7 +101,11 @@ class Booking:
             return current  # holding it already: the same hold, not a second one
         try:
             hold = await self._holds.take(
-                Hold.new(doctor_id, start, caller.id), self._hold_ms, self._max_holds
+                Hold.new(doctor_id, start, caller.id),
+                self._hold_ms,
+                self._max_holds,
+                address,
+                self._max_address_holds,
             )
         except SlotHeld as exc:
             if exc.holder.patient_id != caller.id:

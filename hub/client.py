@@ -18,9 +18,12 @@ import os
 import sys
 import urllib.parse
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 
 def login(base: str, role: str, email: str, password: str) -> str:
@@ -38,8 +41,43 @@ async def _print_until_closed(ws: ClientConnection, seconds: float | None) -> No
         return
 
 
+# Answers after which the same booking is sent again (same key): the hub or a service it
+# needs was away, or the answer was lost with the connection.
+RETRYABLE = {"unavailable", "holds_unavailable", "overloaded", "rate_limited"}
+ATTEMPTS = 6
+ANSWER_TIMEOUT = 15.0
+
+
+async def book(url: str, token: str, doctor_id: int, start: str, key: str) -> dict[str, Any]:
+    """Book a slot with an idempotency key, and through lost connections, timeouts and 503s
+    send it again with the same key until the hub answers for good: a booking that committed
+    while its answer was lost is then found by the retry, never refused as taken."""
+    command = {"type": "book", "doctor_id": doctor_id, "start": start, "idempotency_key": key}
+    for attempt in range(ATTEMPTS):
+        try:
+            async with connect(url, max_size=2**20) as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))
+                await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT)
+                await ws.send(json.dumps({**command, "ref": "book"}))
+                while True:
+                    reply = json.loads(await asyncio.wait_for(ws.recv(), ANSWER_TIMEOUT))
+                    if reply.get("ref") != "book":
+                        continue
+                    if reply.get("type") != "error" or reply.get("code") not in RETRYABLE:
+                        return dict(reply)
+                    break
+        except (OSError, TimeoutError, ConnectionClosed):
+            pass
+        await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+    return {"type": "error", "code": "unavailable", "message": f"no answer in {ATTEMPTS} tries"}
+
+
 async def run(args: argparse.Namespace, token: str) -> int:
     url = args.url.replace("http", "ws", 1).rstrip("/") + "/ws"
+    if args.command == "book":
+        reply = await book(url, token, args.doctor_id, args.start, args.key or uuid.uuid4().hex)
+        print(json.dumps(reply), flush=True)
+        return 0 if reply.get("type") == "booked" else 1
     async with connect(url, max_size=2**20) as ws:
         await ws.send(json.dumps({"type": "auth", "token": token}))
         print(await ws.recv(), flush=True)
@@ -82,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     send = commands.add_parser("send", help="send JSON commands, print what comes back")
     send.add_argument("messages", nargs="+")
     send.add_argument("--wait", type=float, default=2.0, help="seconds to keep printing")
+    booking = commands.add_parser(
+        "book", help="book a slot, retrying with one idempotency key until answered"
+    )
+    booking.add_argument("doctor_id", type=int)
+    booking.add_argument("start", help="ISO 8601 with an offset, e.g. 2030-01-07T10:00:00Z")
+    booking.add_argument("--key", help="the Idempotency key (default: a new one)")
     shell = commands.add_parser("shell", help="send one JSON command per line of stdin")
     shell.add_argument("--wait", type=float, default=2.0)
     args = parser.parse_args(argv)

@@ -31,9 +31,23 @@ class Settings:
     redis_timeout: float = 0.5
     hold_ttl: int = 120
     max_holds: int = 3
+    max_address_holds: int = 6  # live holds per client address, all its accounts (0: no cap)
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    password_workers: int = 0  # argon2 checks at once (0: one per CPU)
+    password_queue: int = 64  # checks waiting for a worker; past that, 503 overloaded
+    login_failures: int = 10  # per account and address in login_window, then answers slow down
+    login_address_failures: int = 50  # per address, any account
+    login_account_failures: int = 100  # per account, from addresses that have failed on it
+    login_window: int = 900  # seconds
+    login_backoff: int = 1  # the first wait past a threshold (s), doubling with each failure
+    registrations: int = 10  # per client address in registration_window (0: unthrottled)
+    registration_window: int = 3600  # seconds
     log_level: str = "info"
+    approve_doctors: bool = True  # a self-registered doctor waits for an admin's approval
+    max_sockets_per_address: int = 64  # sockets before their request, per peer address
+    header_timeout: float = 10.0  # seconds a socket has to send a request's headers
+    refresh_days: int = 14  # a sign-in lasts this long unused (each use renews it)
     workers: int = 1
     metrics_dir: Path | None = None  # prometheus-client's multiprocess directory (workers)
     token_issuer: str = "hub"
@@ -80,8 +94,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=0.5),
             hold_ttl=config("HOLD_TTL", cast=int, default=120),
             max_holds=config("MAX_HOLDS", cast=int, default=3),
+            max_address_holds=config("MAX_ADDRESS_HOLDS", cast=int, default=6),
             argon2_time_cost=config("ARGON2_TIME_COST", cast=int, default=3),
             argon2_memory_kib=config("ARGON2_MEMORY_KIB", cast=int, default=65536),
+            password_workers=config("PASSWORD_WORKERS", cast=int, default=0),
+            password_queue=config("PASSWORD_QUEUE", cast=int, default=64),
+            login_failures=config("LOGIN_FAILURES", cast=int, default=10),
+            login_address_failures=config("LOGIN_ADDRESS_FAILURES", cast=int, default=50),
+            login_account_failures=config("LOGIN_ACCOUNT_FAILURES", cast=int, default=100),
+            login_window=config("LOGIN_WINDOW", cast=int, default=900),
+            login_backoff=config("LOGIN_BACKOFF", cast=int, default=1),
+            registrations=config("REGISTRATIONS", cast=int, default=10),
+            registration_window=config("REGISTRATION_WINDOW", cast=int, default=3600),
+            approve_doctors=config("APPROVE_DOCTORS", cast=bool, default=True),
+            max_sockets_per_address=config("MAX_SOCKETS_PER_ADDRESS", cast=int, default=64),
+            header_timeout=config("HEADER_TIMEOUT", cast=float, default=10.0),
+            refresh_days=config("REFRESH_DAYS", cast=int, default=14),
             workers=config("WORKERS", cast=int, default=1),
             metrics_dir=_metrics_dir(os.environ if environ is None else environ),
             log_level=config("LOG_LEVEL", default="info"),

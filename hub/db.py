@@ -25,7 +25,7 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = _create_async_engine(url, connect_args={"timeout": 30})
+        engine = _create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _serialise_sqlite_writers(engine)
         return engine
     return _create_async_engine(
@@ -39,6 +39,7 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
         pool_reset_on_return=None,
         connect_args={"charset": "utf8mb4"},
         isolation_level="READ COMMITTED",
+        hide_parameters=True,  # an error's message names its statement, never its values
     )
 
 

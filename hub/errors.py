@@ -21,12 +21,16 @@ the HTTP status the REST edge answers with.
     │   ├── AlreadyBooked          409 already_booked
     │   ├── HoldExpired            409 hold_expired
     │   ├── TooManyHolds           409 too_many_holds
+    │   │   └── TooManyAddressHolds 409 too_many_address_holds
     │   ├── TooLate                409 too_late
     │   └── InvalidTransition      409 invalid_transition
     ├── PayloadTooLarge            413 payload_too_large
+    ├── TooManyAttempts            429 too_many_attempts  (+ `retry_after`)
     └── Unavailable                503 unavailable
-        └── HoldsUnavailable       503 holds_unavailable
+        ├── HoldsUnavailable       503 holds_unavailable
+        └── Overloaded             503 overloaded         (+ `retry_after`)
 
+An error with `retry_after` (seconds) is answered with a `Retry-After` header over REST.
 On a WebSocket the same code travels in an `error` event and the connection stays open.
 Services name concepts in `fields` (`start`, `hold_id`); `problem()` gives each edge the facts
 of an error with the field names it speaks, and the edge only shapes them.
@@ -44,6 +48,7 @@ from pydantic import ValidationError
 class HubError(Exception):
     code: ClassVar[str] = "internal"
     status: ClassVar[int] = 500
+    retry_after: int | None = None
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.code)
@@ -133,6 +138,10 @@ class TooManyHolds(Conflict):
     code = "too_many_holds"
 
 
+class TooManyAddressHolds(TooManyHolds):
+    code = "too_many_address_holds"
+
+
 class TooLate(Conflict):
     code = "too_late"
 
@@ -144,15 +153,33 @@ class InvalidTransition(Conflict):
 class Unavailable(HubError):
     code = "unavailable"
     status = 503
+    retry_after = 2  # seconds: the database or Redis is away, the hub comes back by itself
 
 
 class HoldsUnavailable(Unavailable):
     code = "holds_unavailable"
 
 
+class Overloaded(Unavailable):
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(HubError):
     code = "payload_too_large"
     status = 413
+
+
+class TooManyAttempts(HubError):
+    code = "too_many_attempts"
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,10 +162,12 @@ async def record_appointment(
 
 async def replay(sessions: SessionFactory, doctor_id: int, since: int) -> list[Event] | None:
     """The slot events of a doctor after version `since`, in order; None when some of them
-    are no longer kept (the viewer needs a snapshot)."""
+    are no longer kept or `since` is ahead of the doctor (the viewer needs a snapshot)."""
     async with sessions() as session:
         current = await current_version(session, doctor_id)
-        if since >= current:
+        if since > current:
+            return None
+        if since == current:
             return []
         rows = (
             await session.scalars(

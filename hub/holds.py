@@ -11,19 +11,35 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from hub.clock import Clock, utcnow
-from hub.errors import HoldsUnavailable, InvalidInput, SlotTaken, TooManyHolds
+from hub.errors import (
+    HoldsUnavailable,
+    InvalidInput,
+    SlotTaken,
+    TooManyAddressHolds,
+    TooManyHolds,
+)
 
 # Time is the hub's clock, passed in as ARGV "now" (ms), never Redis TIME: a hold is live while
 # its expiry (its score in the doctor's index) is after now. The PX on the slot key only
 # clears it away some time after it lapsed.
 # One script takes a hold atomically: drop the patient's lapsed holds, refuse past the cap,
-# refuse a slot whose holder is live, set the slot key (PX), and index the hold by patient,
-# doctor and expiry (the sweeper's queue).
+# refuse past the client address's cap, refuse a slot whose holder is live, set the slot key
+# (PX), and index the hold by patient, doctor, expiry (the sweeper's queue) and address.
+# The address index forgets a hold that lapsed (by score) or was released or booked (it left
+# the expiry queue), so it counts live holds.
 TAKE = """
 local now_ms = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
 local cap = tonumber(ARGV[3])
 if cap > 0 and redis.call('ZCARD', KEYS[2]) >= cap then return {-1, ''} end
+local address_cap = tonumber(ARGV[5])
+if address_cap > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now_ms)
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+        if not redis.call('ZSCORE', KEYS[4], id) then redis.call('ZREM', KEYS[5], id) end
+    end
+    if redis.call('ZCARD', KEYS[5]) >= address_cap then return {-2, ''} end
+end
 local current = redis.call('GET', KEYS[1])
 if current then
     local expires_at = redis.call('ZSCORE', KEYS[3], current)
@@ -34,6 +50,10 @@ local expires = now_ms + tonumber(ARGV[2])
 redis.call('ZADD', KEYS[2], expires, ARGV[1])
 redis.call('ZADD', KEYS[3], expires, ARGV[1])
 redis.call('ZADD', KEYS[4], expires, ARGV[1])
+if address_cap > 0 then
+    redis.call('ZADD', KEYS[5], expires, ARGV[1])
+    redis.call('PEXPIRE', KEYS[5], ARGV[2])
+end
 return {1, tostring(expires)}
 """
 # Only the holder's exact id deletes the slot key: a hold that lapsed and was taken by someone
@@ -104,8 +124,14 @@ def _now_ms(clock: Clock) -> int:
     return int(clock().timestamp() * 1000)
 
 
+def _crowded(cap: int) -> str:
+    return f"at most {cap} holds at a time from one address, whichever accounts hold them"
+
+
 class HoldStore(Protocol):
-    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold: ...
+    async def take(
+        self, hold: Hold, ttl_ms: int, cap: int, address: str | None = None, address_cap: int = 0
+    ) -> Hold: ...
 
     async def holder(self, doctor_id: int, start: datetime) -> Hold | None: ...
 
@@ -155,14 +181,21 @@ class RedisHolds:
         except (RedisError, TimeoutError, OSError) as exc:
             raise HoldsUnavailable(f"holds are unavailable: {exc.__class__.__name__}") from exc
 
-    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
-        """Claim the slot for `hold`'s patient; SlotHeld names the current holder."""
-        status, raw = await self._call(
-            self._take(keys=self._keys(hold), args=[hold.id, ttl_ms, cap, _now_ms(self._clock)])
-        )
+    async def take(
+        self, hold: Hold, ttl_ms: int, cap: int, address: str | None = None, address_cap: int = 0
+    ) -> Hold:
+        """Claim the slot for `hold`'s patient, within `cap` live holds of that patient and
+        `address_cap` of the client `address` (0: no cap); SlotHeld names the current holder."""
+        if address is None:
+            address_cap = 0
+        keys = [*self._keys(hold), f"{self._prefix}holds:address:{address}"]
+        args: list[str | int] = [hold.id, ttl_ms, cap, _now_ms(self._clock), address_cap]
+        status, raw = await self._call(self._take(keys=keys, args=args))
         value = _text(raw)
         if status == -1:
             raise TooManyHolds(f"at most {cap} holds at a time")
+        if status == -2:
+            raise TooManyAddressHolds(_crowded(address_cap))
         if status == 0:
             raise SlotHeld("someone else is holding this slot", Hold.parse(value))
         return Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(int(value)))
@@ -213,6 +246,7 @@ class MemoryHolds:
 
     def __init__(self, clock: Clock = utcnow) -> None:
         self._slots: dict[tuple[int, datetime], tuple[Hold, float]] = {}
+        self._addresses: dict[str, str] = {}  # hold id -> the client address that took it
         self._clock = clock
 
     def _now(self) -> float:
@@ -222,7 +256,9 @@ class MemoryHolds:
         entry = self._slots.get(key)
         return entry[0] if entry is not None and entry[1] > self._now() else None
 
-    async def take(self, hold: Hold, ttl_ms: int, cap: int) -> Hold:
+    async def take(
+        self, hold: Hold, ttl_ms: int, cap: int, address: str | None = None, address_cap: int = 0
+    ) -> Hold:
         now = self._now()
         mine = sum(
             1
@@ -231,13 +267,27 @@ class MemoryHolds:
         )
         if cap > 0 and mine >= cap:
             raise TooManyHolds(f"at most {cap} holds at a time")
+        counted = address is not None and address_cap > 0
+        if counted:
+            here = sum(
+                1
+                for h, until in self._slots.values()
+                if self._addresses.get(h.id) == address and until > now
+            )
+            if here >= address_cap:
+                raise TooManyAddressHolds(_crowded(address_cap))
         key = (hold.doctor_id, hold.start)
         current = self._live(key)
         if current is not None:
             raise SlotHeld("someone else is holding this slot", current)
         until = now + ttl_ms / 1000
         taken = Hold(hold.doctor_id, hold.start, hold.patient_id, hold.token, _ms(until * 1000))
+        replaced = self._slots.get(key)
+        if replaced is not None:
+            self._addresses.pop(replaced[0].id, None)
         self._slots[key] = (taken, until)
+        if counted and address is not None:
+            self._addresses[taken.id] = address
         return taken
 
     async def holder(self, doctor_id: int, start: datetime) -> Hold | None:
@@ -249,6 +299,7 @@ class MemoryHolds:
         if entry is None or entry[0].id != hold.id:
             return False
         del self._slots[key]
+        self._addresses.pop(hold.id, None)
         return entry[1] > self._now()
 
     async def held(self, doctor_id: int) -> dict[datetime, Hold]:
@@ -262,6 +313,7 @@ class MemoryHolds:
     async def sweep(self) -> list[Hold]:
         now = self._now()
         lapsed = [(key, hold) for key, (hold, until) in self._slots.items() if until <= now]
-        for key, _ in lapsed:
+        for key, hold in lapsed:
             del self._slots[key]
+            self._addresses.pop(hold.id, None)
         return [hold for _, hold in lapsed]

@@ -37,7 +37,7 @@ async def enter(
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
     row = await schedules.load_row(session, doctor_id, lock=True)
     patient_row = await _person(session, Patient, patient.id, lock=True)
-    doctor_row = await _person(session, Doctor, doctor_id)
+    doctor_row = await bookable_doctor(session, doctor_id)
     hours, policy = schedules.availability_of(row), schedules.policy_of(row)
     availability.check_offered(hours, start, now)
     end = start + hours.slot
@@ -90,6 +90,7 @@ _NAMES = {
     for table in (Patient, Doctor)
 }
 _LOCKED_PATIENT = _NAMES[Patient].with_for_update()
+_BOOKABLE = _NAMES[Doctor].where(Doctor.approved.is_(True), Doctor.active.is_(True))
 _CLASHES = select(
     Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
 ).where(
@@ -126,6 +127,14 @@ async def _person(
     if found is None:
         raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
     return table(id=id_, first_name=found.first_name, last_name=found.last_name)
+
+
+async def bookable_doctor(session: AsyncSession, doctor_id: int) -> Doctor:
+    """The doctor (their names), if patients may book them: approved by an admin and active."""
+    found = (await session.execute(_BOOKABLE, {"id": doctor_id})).first()
+    if found is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    return Doctor(id=doctor_id, first_name=found.first_name, last_name=found.last_name)
 
 
 def _name(person: Patient | Doctor) -> str:

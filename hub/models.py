@@ -101,7 +101,15 @@ class Specialization(Base):
     name: Mapped[str] = mapped_column(String(50), unique=True)
 
 
-class Person(Timestamps):
+class Account(Timestamps):
+    """What every signed-in party has: sessions end when the account is deactivated or its
+    `session_epoch` rises past the epoch their token names."""
+
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Person(Account):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     first_name: Mapped[str] = mapped_column(String(50))
     last_name: Mapped[str] = mapped_column(String(50))
@@ -122,9 +130,11 @@ class Doctor(Person, Base):
 
     specialization_id: Mapped[int] = mapped_column(ForeignKey("specializations.id"), index=True)
     specialization: Mapped[Specialization] = relationship(lazy="raise")
+    # Listed, bookable and shown patients only once an admin approved them.
+    approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
-class Admin(Timestamps, Base):
+class Admin(Account, Base):
     __tablename__ = "admins"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -237,3 +247,40 @@ class OutboxEvent(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+
+
+class AuditEvent(Base):
+    """Who read or changed a patient's record or appointments, or tried to: one row each,
+    with no names, tokens or free text. The application's database user may insert and
+    select these rows, never update or delete them (README: "Audit trail")."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor_role: Mapped[str | None] = mapped_column(String(16), default=None)
+    actor_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    action: Mapped[str] = mapped_column(String(40))
+    resource: Mapped[str] = mapped_column(String(60), index=True)
+    outcome: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class RefreshToken(Base):
+    """One refresh token of a sign-in (kept as its SHA-256, never itself). Each use replaces it
+    with the next of its `family`; a token used twice (past a few seconds' grace for two tabs
+    at once) ends the whole family: it was stolen."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -365,7 +365,8 @@ def parse(text: str) -> Command:
     try:
         return COMMAND.validate_python(raw)
     except ValidationError as exc:
-        kind = str(raw.get("type", "message"))[:20]
+        kind = raw.get("type")
+        kind = kind[:20] if isinstance(kind, str) else "message"
         raise InvalidInput(f"invalid {kind} message", fields_of(exc, "message")) from exc
 
 

@@ -7,12 +7,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub import events
+from hub.audit import Audit
 from hub.auth import Passwords, Tokens
 from hub.booking import Booking
 from hub.bus import Bus, MemoryBus, RedisBus
@@ -24,6 +29,9 @@ from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
 from hub.metrics import Metrics
 from hub.relay import Relay
+from hub.renewal import Renewals
+from hub.standing import Standings
+from hub.throttle import Throttle, storage
 
 log = logging.getLogger("hub")
 REDIS_CONNECTIONS = 200  # per process (per shard on a cluster)
@@ -47,6 +55,29 @@ class Hub:
     redis: Redis | RedisCluster | None
     metrics: Metrics
     clock: Clock
+    standings: Standings
+    renewals: Renewals
+    audit: Audit
+    throttle: Throttle
+
+
+# MySQL/MariaDB: too many connections, shutting down, lock wait timeout, deadlock, connection
+# killed, cannot connect (2002, 2003), server gone away, lost connection, idle timeout.
+TRANSIENT_DATABASE_ERRORS = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 4031}
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database or Redis is away (refused, lost, timed out), not
+    that the hub is wrong: the edges answer it 503 with `Retry-After`, never 500."""
+    if isinstance(exc, DBAPIError):
+        args = getattr(exc.orig, "args", ())
+        code = args[0] if args else None
+        return (
+            exc.connection_invalidated
+            or code in TRANSIENT_DATABASE_ERRORS
+            or "database is locked" in str(exc.orig)  # SQLite, a writer holding on
+        )
+    return isinstance(exc, RedisError | PoolTimeout | OSError)
 
 
 def connect_redis(settings: Settings) -> Redis | RedisCluster:
@@ -112,17 +143,28 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
         relay,
         hold_ttl=settings.hold_ttl,
         max_holds=settings.max_holds,
+        max_address_holds=settings.max_address_holds,
         clock=clock,
     )
+    throttle = Throttle(storage(settings, redis), settings)
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(_sweep(booking, relay, stop, metrics, clock), name="hub-sweeper")
+    audit = Audit(sessions, clock)
+    tokens, standings = Tokens(settings), Standings(sessions)
+    sweeper = asyncio.create_task(
+        _sweep(booking, relay, audit, stop, metrics, clock), name="hub-sweeper"
+    )
     try:
         yield Hub(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib),
-            tokens=Tokens(settings),
+            passwords=Passwords(
+                settings.argon2_time_cost,
+                settings.argon2_memory_kib,
+                workers=settings.password_workers or None,
+                queue=settings.password_queue,
+            ),
+            tokens=tokens,
             holds=holds,
             bus=bus,
             booking=booking,
@@ -132,9 +174,18 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
             redis=redis,
             metrics=metrics,
             clock=clock,
+            standings=standings,
+            renewals=Renewals(
+                sessions, tokens, standings, clock, timedelta(days=settings.refresh_days)
+            ),
+            audit=audit,
+            throttle=throttle,
         )
     finally:
         await _stop(sweeper, stop)
+        with contextlib.suppress(Exception):
+            await audit.flush()  # what the last half second noted
+        await throttle.close()
         await bus.close()
         if redis is not None:
             await redis.aclose()
@@ -156,6 +207,7 @@ async def _stop(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 async def _sweep(
     booking: Booking,
     relay: Relay,
+    audit: Audit,
     stop: asyncio.Event,
     metrics: Metrics,
     clock: Clock = utcnow,
@@ -172,6 +224,10 @@ async def _sweep(
             metrics.lapsed.inc(await booking.sweep())
         except Exception as exc:  # the sweeper outlives a Redis or database outage
             log.warning("hold sweep failed: %r", exc)
+        try:
+            await audit.flush()
+        except Exception as exc:
+            log.warning("audit rows not written yet: %r", exc)
         # What this process published is marked every tick; leftovers are looked for every
         # 2 s (a process that died left them, or the bus was away): an idle process reads
         # the database that often, not on every tick.

@@ -3,9 +3,10 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, date, datetime, time
-from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
+from zoneinfo import available_timezones
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -15,31 +16,61 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from hub.availability import SlotState
 from hub.models import Gender, Status
 from hub.schedules import Policy
 
+# Each length is the column's (hub.models): a longer value is a 422 here, never the database's.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()./-]{4,19}$")
+    str,
+    StringConstraints(strip_whitespace=True, max_length=20, pattern=r"^\+?[0-9][0-9 ()./-]{4,19}$"),
 ]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
-Email = Annotated[EmailStr, StringConstraints(max_length=100)]
-Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def _json_integer(value: object) -> object:
+    # A JSON integer, as JSON Schema counts them (3 and 3.0), never `true` or "3".
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _ci(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" for c in word)
+
+
+# email-validator refuses the special-use domains (RFC 6761: mail to them goes nowhere); the
+# schema says so, so that what it describes as valid is accepted.
+SPECIAL_USE = r"\.(" + "|".join(_ci(name) for name in SPECIAL_USE_DOMAIN_NAMES) + r")\.?$"
+Email = Annotated[
+    EmailStr,
+    StringConstraints(max_length=100),
+    Field(json_schema_extra={"not": {"pattern": SPECIAL_USE}}),
+]
+# Integers on the wire are JSON integers (3 or 3.0): not true, 1.5 or "1".
+# (The constraints sit before the converter, or the schema shows them under pydantic's names.)
+Int = Annotated[int, Field(strict=True), BeforeValidator(_json_integer)]
+Id = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1), BeforeValidator(_json_integer)]
+FIRST_BIRTH_YEAR = 1900
 
 
 def _in_the_past(value: date) -> date:
     if value >= datetime.now(UTC).date():
         raise ValueError("date of birth must be in the past")
-    if value.year < 1900:
-        raise ValueError("date of birth must be after 1900")
+    if value.year < FIRST_BIRTH_YEAR:
+        raise ValueError(f"date of birth must be in {FIRST_BIRTH_YEAR} or later")
     return value
 
 
@@ -64,13 +95,32 @@ def _iso_date(value: object) -> object:
     return value
 
 
-BirthDate = Annotated[date, AfterValidator(_in_the_past)]
+BirthDate = Annotated[
+    date,
+    AfterValidator(_in_the_past),
+    # The pattern is a safe subset for generated requests (JSON schema cannot say "past").
+    Field(
+        description=f"In the past, from {FIRST_BIRTH_YEAR}-01-01",
+        json_schema_extra={"pattern": r"^(19\d\d|20[01]\d)-\d\d-\d\d$"},
+    ),
+]
 UTCInstant = Annotated[AwareDatetime, BeforeValidator(_text), AfterValidator(_utc)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
+def _omittable(schema: dict[str, Any]) -> None:
+    # A field that may be omitted but not null (`Unset`) has the default None in Python only:
+    # a schema that said `"default": null` of a string would contradict itself.
+    for field in schema.get("properties", {}).values():
+        nullable = field.get("type") == "null" or any(
+            option.get("type") == "null" for option in field.get("anyOf", ())
+        )
+        if field.get("default", ...) is None and not nullable:
+            del field["default"]
+
+
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=False, json_schema_extra=_omittable)
 
 
 class Output(BaseModel):
@@ -96,15 +146,22 @@ class DoctorCreate(PersonCreate):
     specialization_id: Id
 
 
+# Omitted keeps a field's value; null is refused (see PersonUpdate), so the schema shows none.
+Unset = SkipJsonSchema[None]
+
+
 class PersonUpdate(Input):
-    first_name: Name | None = None
-    last_name: Name | None = None
-    date_of_birth: BirthDate | None = None
-    gender: Gender | None = None
-    email: Email | None = None
-    phone: Phone | None = None
+    first_name: Name | Unset = None
+    last_name: Name | Unset = None
+    date_of_birth: BirthDate | Unset = None
+    gender: Gender | Unset = None
+    email: Email | Unset = None
+    phone: Phone | Unset = None
     address: Address | None = None
-    password: Password | None = None
+    password: Password | Unset = None
+    current_password: Annotated[str, StringConstraints(max_length=128)] | Unset = Field(
+        default=None, description="needed to change your own email or password"
+    )
 
     @field_validator("*")
     @classmethod
@@ -120,7 +177,7 @@ class PatientUpdate(PersonUpdate):
 
 
 class DoctorUpdate(PersonUpdate):
-    specialization_id: Id | None = None
+    specialization_id: Id | Unset = None
 
 
 class SpecializationCreate(Input):
@@ -173,12 +230,12 @@ DEFAULT_POLICY = Policy()
 
 
 class PolicyIn(Input):
-    cancel_cutoff_minutes: int = Field(
+    cancel_cutoff_minutes: Int = Field(
         default=DEFAULT_POLICY.cancel_cutoff_minutes, ge=0, le=60 * 24 * 30
     )
-    allow_late_cancel: bool = DEFAULT_POLICY.allow_late_cancel
-    one_per_patient: bool = DEFAULT_POLICY.one_per_patient
-    no_show_grace_minutes: int = Field(
+    allow_late_cancel: StrictBool = DEFAULT_POLICY.allow_late_cancel
+    one_per_patient: StrictBool = DEFAULT_POLICY.one_per_patient
+    no_show_grace_minutes: Int = Field(
         default=DEFAULT_POLICY.no_show_grace_minutes, ge=0, le=24 * 60
     )
 
@@ -200,6 +257,11 @@ class TokenOut(Output):
     expires_in: int
 
 
+class SessionOut(TokenOut):
+    role: str
+    id: int
+
+
 class SpecializationOut(Output):
     id: int
     name: str
@@ -214,6 +276,7 @@ class PatientOut(Output):
     email: str
     phone: str
     address: str | None
+    active: bool
     created_at: datetime
     updated_at: datetime
 
@@ -232,8 +295,34 @@ class DoctorOut(DoctorPublic):
     email: str
     phone: str
     specialization_id: int
+    approved: bool = Field(description="an admin approved them: listed and bookable")
+    active: bool
     created_at: datetime
     updated_at: datetime
+
+
+class Renewed(BaseModel):
+    access_token: str | None = Field(
+        default=None,
+        description="a new token when the change ended the account's sessions (its owner "
+        "changed their email or password): the token it was made with no longer works",
+    )
+
+
+class PatientChanged(PatientOut, Renewed):
+    pass
+
+
+class DoctorChanged(DoctorOut, Renewed):
+    pass
+
+
+class Standing(Input):
+    active: bool
+
+
+class Approval(Input):
+    approved: bool
 
 
 class PersonRef(Output):
@@ -282,11 +371,13 @@ def _hhmm(value: object) -> object:
     return "00:00" if value == "24:00" else value
 
 
+# The IANA names, not the files beside them in the zone database.
+ZONES = frozenset(available_timezones() - {"localtime", "posixrules", "Factory"})
+
+
 def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}") from exc
+    if value not in ZONES:
+        raise ValueError(f"unknown time zone {value!r}")
     return value
 
 
@@ -359,10 +450,10 @@ class AvailabilityIn(Input):
         default="UTC", description="IANA time zone the hours are in"
     )
     weekly: Week
-    slot_minutes: int = Field(default=60, ge=5, le=240)
-    buffer_minutes: int = Field(default=0, ge=0, le=240)
-    notice_minutes: int = Field(default=60, ge=0, le=60 * 24 * 30)
-    horizon_days: int = Field(default=90, ge=1, le=730)
+    slot_minutes: Int = Field(default=60, ge=5, le=240)
+    buffer_minutes: Int = Field(default=0, ge=0, le=240)
+    notice_minutes: Int = Field(default=60, ge=0, le=60 * 24 * 30)
+    horizon_days: Int = Field(default=90, ge=1, le=730)
     overrides: list[OverrideIn] = Field(default=[], max_length=500)
     policy: PolicyIn = Field(default_factory=PolicyIn, description="Booking rules")
 
@@ -383,3 +474,44 @@ class CalendarOut(Output):
     doctor_id: int
     timezone: str
     slots: list[SlotOut]
+
+
+class Erasure(Input):
+    current_password: str | None = Field(
+        default=None, max_length=128, description="the patient's own (admins need none)"
+    )
+
+
+class ExportedAppointment(Output):
+    id: int
+    doctor_id: int
+    scheduled_datetime: datetime
+    end_datetime: datetime
+    status: Status
+    cancel_reason: str | None
+    late_cancel: bool
+    rescheduled_from_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    history: list[HistoryOut]
+
+
+class AuditOut(Output):
+    id: int
+    at: datetime
+    actor_role: str | None
+    actor_id: int | None
+    action: str
+    resource: str
+    outcome: str
+    channel: str
+    request_id: str | None
+
+
+class PatientExport(Output):
+    exported_at: datetime
+    patient: PatientOut
+    appointments: list[ExportedAppointment]
+    audit: list[AuditOut] = Field(
+        description="who read or changed the record, and what the patient did"
+    )

@@ -1,4 +1,6 @@
-// REST calls to the hub, with the bearer token kept in sessionStorage (this tab only).
+// REST calls to the hub, with the bearer token kept in sessionStorage (this tab only). The
+// sign-in itself lives in the hub's HttpOnly refresh cookie, shared by every tab: a new tab,
+// or a token past its hour, is renewed from it (renew()).
 
 import { doctorName, personName } from './labels.js';
 
@@ -20,11 +22,7 @@ export function session() {
   try {
     const stored = JSON.parse(sessionStorage.getItem(KEY) || 'null');
     if (!stored || !stored.token) return null;
-    if (stored.expiresAt && Date.now() >= stored.expiresAt) {
-      sessionStorage.removeItem(KEY);
-      return null;
-    }
-    return stored;
+    return stored; // past its expiry too: the hub answers 401 and the request renews it
   } catch {
     return null;
   }
@@ -50,7 +48,8 @@ export function whenUnauthenticated(handler) {
  * JSON (or null for 204); rejects with an ApiError carrying the hub's `error` code, `detail`
  * and `fields`, or the code `network` when the hub cannot be reached.
  */
-export async function request(method, path, { body, form, headers = {}, auth = true } = {}) {
+export async function request(method, path, options = {}, retried = false) {
+  const { body, form, headers = {}, auth = true } = options;
   const current = session();
   const init = { method, headers: { Accept: 'application/json', ...headers } };
   if (auth && current) init.headers.Authorization = `Bearer ${current.token}`;
@@ -81,7 +80,10 @@ export async function request(method, path, { body, form, headers = {}, auth = t
       (data && data.fields) || [],
       data && data.reason,
     );
-    if (answer.status === 401 && auth && current) onUnauthenticated(error);
+    if (answer.status === 401 && auth && current) {
+      if (!retried && (await renew())) return request(method, path, options, true);
+      onUnauthenticated(error);
+    }
     throw error;
   }
   return data;
@@ -98,20 +100,65 @@ export async function signIn(role, email, password) {
     form: { username: email, password },
     auth: false,
   });
+  return establish(role, token, email);
+}
+
+let renewing = null;
+
+/**
+ * A new access token from the sign-in's refresh cookie: the stored session, or null when
+ * there is no sign-in to renew (signed out, ended elsewhere). Concurrent calls share one.
+ */
+export function renew() {
+  if (!renewing) {
+    renewing = renewFromCookie().finally(() => {
+      renewing = null;
+    });
+  }
+  return renewing;
+}
+
+async function renewFromCookie() {
+  try {
+    const answer = await fetch('/auth/refresh', { method: 'POST', headers: { Accept: 'application/json' } });
+    if (!answer.ok) {
+      clearSession();
+      return null;
+    }
+    const token = await answer.json();
+    const known = session();
+    return await establish(token.role, token, known && known.id === token.id ? known.email : null);
+  } catch {
+    return null;
+  }
+}
+
+/** Sign out in this browser: the refresh cookie ends (other browsers stay signed in). */
+export async function signOutHere() {
+  clearSession();
+  try {
+    await fetch('/auth/sign-out', { method: 'POST' });
+  } catch {
+    // the hub is away: the cookie lapses on its own
+  }
+}
+
+async function establish(role, token, email) {
   const expiresAt = Date.now() + token.expires_in * 1000;
-  let signedIn = { token: token.access_token, role, id: null, name: email, email, expiresAt };
+  let signedIn = { token: token.access_token, role, id: token.id ?? null, name: email, email, expiresAt };
   saveSession(signedIn);
   if (role !== 'admin') {
     try {
-      const me = await get(`/${role}s/me`);
+      const me = await request('GET', `/${role}s/me`, {}, true); // no renewal from inside one
       const name = role === 'doctor' ? doctorName(me) : personName(me);
-      signedIn = { ...signedIn, id: me.id, name };
+      signedIn = { ...signedIn, id: me.id, name, email: me.email };
     } catch (error) {
       clearSession();
       throw error;
     }
   } else {
-    signedIn = { ...signedIn, id: tokenSubject(token.access_token), name: `Admin ${email}` };
+    const label = email || `#${tokenSubject(token.access_token)}`;
+    signedIn = { ...signedIn, id: tokenSubject(token.access_token), name: `Admin ${label}` };
   }
   saveSession(signedIn);
   return signedIn;

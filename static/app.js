@@ -1,7 +1,7 @@
 // The single-page shell: hash routes, the header (navigation, connection state, sign out),
 // and one live connection shared by the views.
 
-import { clearSession, session, whenUnauthenticated } from './api.js';
+import { clearSession, renew, session, signOutHere, whenUnauthenticated } from './api.js';
 import { Live } from './live.js';
 import { announce, h, syncLiveActions } from './ui.js';
 import * as admin from './views/admin.js';
@@ -77,7 +77,7 @@ export function setFlash(text) {
 function signOut() {
   if (cleanup) runCleanup();
   live.stop();
-  clearSession();
+  signOutHere();
   flash = 'You have signed out.';
   navigate('login');
 }
@@ -92,9 +92,13 @@ function runCleanup() {
   }
 }
 
-function sessionEnded() {
+async function sessionEnded() {
   if (!session() && !live.isLive) return;
   live.stop();
+  if (await renew()) {
+    live.start(); // the sign-in goes on: reconnect with a fresh token (its hour was up)
+    return;
+  }
   clearSession();
   flash = 'Your session has ended. Please sign in again.';
   navigate('login');
@@ -221,4 +225,6 @@ document.getElementById('skip').addEventListener('click', (event) => {
   event.preventDefault();
   document.getElementById('main').focus();
 });
-render();
+// A new tab shares the browser's sign-in: renewed from the refresh cookie before the first page.
+if (session()) render();
+else renew().finally(render);

@@ -125,6 +125,10 @@ const PLAIN = {
     'You already have an upcoming appointment with this doctor. You can reschedule it from My appointments.',
   hold_expired: 'Your hold ran out and someone else took this time. Please pick another one.',
   too_many_holds: 'You are holding too many times at once. Confirm or cancel one first.',
+  too_many_address_holds:
+    'Too many times are being held from your network right now. Confirm or cancel one first.',
+  too_many_attempts: 'Too many attempts. Please wait a little and try again.',
+  overloaded: 'The server is busy signing people in. Please try again in a moment.',
   rate_limited: 'Too many actions at once. Please wait a moment and try again.',
   holds_unavailable: "Times can't be held right now, but you can still book directly.",
   payload_too_large: 'That is too much text.',

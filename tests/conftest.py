@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,7 +20,7 @@ from starlette.testclient import TestClient
 
 from hub import db
 from hub.app import create_app
-from hub.auth import Passwords
+from hub.auth import Passwords, Principal, Role, Tokens
 from hub.config import Settings
 
 MARIADB_URL = os.environ.get("HUB_TEST_DATABASE_URL")
@@ -58,6 +59,10 @@ def test_settings(database_url: str, redis_url: str | None, tmp: Path) -> Settin
         data_dir=tmp,
         argon2_time_cost=1,
         argon2_memory_kib=1024,
+        # Every test client calls from one address: tests/test_throttle.py sets its caps.
+        max_address_holds=0,
+        registrations=0,
+        approve_doctors=False,  # the original design's open registration; vetting has its tests
     )
 
 
@@ -312,3 +317,14 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+def patient_token(settings: Settings) -> str:
+    """A token of a new patient inserted with raw SQL (a token of an account that does not
+    exist is refused)."""
+    engine = create_engine(db.sync_url(settings.database_url))
+    try:
+        (patient_id,) = insert_patients(engine, 1, f"token-{uuid.uuid4().hex}-")
+    finally:
+        engine.dispose()
+    return Tokens(settings).issue(Principal(Role.patient, patient_id)).access_token

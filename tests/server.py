@@ -17,6 +17,7 @@ import uvicorn
 from hub.__main__ import WEBSOCKET_OPTIONS
 from hub.app import create_app
 from hub.config import Settings
+from hub.listener import Listener
 
 
 def free_port() -> int:
@@ -43,6 +44,7 @@ def serve_in_thread(settings: Settings, **options: Any) -> Iterator[tuple[str, u
         port=port,
         log_level="warning",
         lifespan="on",
+        http=Listener,
         **{**WEBSOCKET_OPTIONS, **options},
     )
     server = uvicorn.Server(config)
@@ -73,7 +75,10 @@ def hub_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "HUB_DATA_DIR": str(data_dir),
         "HUB_ARGON2_TIME_COST": "1",
         "HUB_ARGON2_MEMORY_KIB": "1024",
+        "HUB_APPROVE_DOCTORS": "false",
         "HUB_LOG_LEVEL": "warning",
+        "HUB_REGISTRATIONS": str(settings.registrations),
+        "HUB_MAX_ADDRESS_HOLDS": str(settings.max_address_holds),
     }
 
 
@@ -125,3 +130,31 @@ def hub_processes(
     finally:
         for _, process, _ in started:
             stop(process)
+
+
+def serve_process(
+    settings: Settings, backend: str, tmp: Path, log: Path, **environ: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m hub serve` on these settings (the embedded backend too), its output to
+    `log`, with `environ` on top; the process and its URL once it answers."""
+    port = free_port()
+    if backend == "embedded":
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env = {**inherited, "HUB_DATABASE_URL": settings.database_url, "HUB_DATA_DIR": str(tmp)}
+        env |= {"HUB_ARGON2_TIME_COST": "1", "HUB_ARGON2_MEMORY_KIB": "1024"}
+        env |= {"HUB_APPROVE_DOCTORS": "false"}
+    else:
+        env = hub_env(settings, tmp)
+    env |= {"HUB_PORT": str(port), **environ}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/specializations/", timeout=2)
+            return process, f"http://127.0.0.1:{port}"
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)

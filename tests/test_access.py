@@ -40,6 +40,8 @@ class Ctx:
             return target
         if target == "appt":
             return self.appointment
+        if target == "stranger":  # erasing changes state: each case erases a patient of its own
+            return self.world.patient().id
         if target == "fresh":  # cancelling changes state: each case gets its own appointment
             actors = self.actors
             return int(self.world.book(actors["A"], actors["X"], next(self.slots))["id"])
@@ -113,6 +115,7 @@ HOURS = {
 }
 PATIENT, DOCTOR, APPT = "/patients/{id:int}", "/doctors/{id:int}", "/appointments/{id:int}"
 OPEN, OPEN_201 = (200,) * 6, (201,) * 6
+ADMIN_200, ADMIN_204 = (401, 403, 403, 403, 403, 200), (401, 403, 403, 403, 403, 204)
 MATRIX = [
     Row("POST", "/patients/login", None, OPEN, _login("A"), _token),
     Row("POST", "/doctors/login", None, OPEN, _login("X"), _token),
@@ -257,6 +260,20 @@ MATRIX = [
         lambda c: {"params": {"date": slot(10).date().isoformat()}},
         lambda b, who, c: b["doctor_id"] == c.id("X") and iso(slot(10)) not in b["slots"],
     ),
+    Row("PUT", DOCTOR + "/approval", "Y", ADMIN_200, lambda c: {"json": {"approved": True}}),
+    Row("PUT", PATIENT + "/active", "B", ADMIN_204, lambda c: {"json": {"active": True}}),
+    Row("PUT", DOCTOR + "/active", "Y", ADMIN_204, lambda c: {"json": {"active": True}}),
+    Row("PUT", "/admins/{id:int}/active", "admin", ADMIN_204, lambda c: {"json": {"active": True}}),
+    Row("GET", "/audit", None, ADMIN_200),
+    # Without a refresh cookie (the walk's clients send none): nothing to renew, nothing to end.
+    Row("POST", "/auth/refresh", None, (401,) * 6),
+    Row("POST", "/auth/sign-out", None, (204,) * 6),
+    Row("GET", PATIENT + "/export", "A", (401, 200, 403, 403, 403, 200)),
+    Row("DELETE", PATIENT, "stranger", ADMIN_204, lambda c: {"json": {}}),
+    # Last, in this order: each ends every session of its callers, whose later calls are 401.
+    Row("POST", "/patients/me/sign-out", None, (401, 204, 204, 403, 403, 403)),
+    Row("POST", "/doctors/me/sign-out", None, (401, 401, 401, 204, 204, 403)),
+    Row("POST", "/admins/me/sign-out", None, (401, 401, 401, 401, 401, 204)),
 ]
 CASES = [(row, who, status) for row in MATRIX for who, status in zip(WHO, row.expect, strict=True)]
 REFUSED = {401: "unauthenticated", 403: "forbidden"}
@@ -279,6 +296,8 @@ def _call(c: Ctx, row: Row, who: str) -> Any:
     else:
         path = row.path.replace("{id:int}", str(c.id(row.target)))
     extra = row.send(c) if row.send else {}
+    if row.path.startswith("/auth/"):
+        c.world.client.cookies.clear()  # who calls is the cookie's sign-in there: none here
     return c.world.client.request(row.method, path, headers=c.headers(who), **extra)
 
 

@@ -183,12 +183,37 @@ def test_put_patient_changes_the_given_fields(world: World) -> None:
 
 def test_new_password_signs_in_and_the_old_one_no_longer_does(world: World) -> None:
     patient = world.patient()
-    change = {"password": "a brand new password"}
+    other_session = {"Authorization": f"Bearer {world.login('patient', patient.email)}"}
+    change = {"password": "a brand new password", "current_password": PASSWORD}
     answer = world.client.put(f"/patients/{patient.id}", json=change, headers=patient.headers)
     assert answer.status_code == 200, answer.text
     assert world.login("patient", patient.email, "a brand new password")
     old = {"username": patient.email, "password": PASSWORD}
     _error(world.client.post("/patients/login", data=old), 401, "invalid_credentials")
+    # Every session of the old password ended; the one that changed it goes on with a new token.
+    for ended in (patient.headers, other_session):
+        _error(world.client.get("/patients/me", headers=ended), 401, "unauthenticated")
+    renewed = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    assert world.client.get("/patients/me", headers=renewed).status_code == 200
+
+
+@pytest.mark.parametrize("change", [{"password": "a brand new password"}, {"email": "n@e.org"}])
+def test_changing_ones_email_or_password_needs_the_current_password(
+    world: World, change: dict[str, str]
+) -> None:
+    patient = world.patient()
+    path = f"/patients/{patient.id}"
+    missing = world.client.put(path, json=change, headers=patient.headers)
+    assert _error(missing, 422, "invalid")["fields"][0]["field"] == "current_password"
+    wrong = {**change, "current_password": "not the password"}
+    _error(world.client.put(path, json=wrong, headers=patient.headers), 403, "forbidden")
+    assert (
+        world.client.get("/patients/me", headers=patient.headers).json()["email"] == patient.email
+    )
+    # An admin resets it without: the patient's sessions end all the same.
+    admin = world.admin()
+    assert world.client.put(path, json=change, headers=admin.headers).status_code == 200
+    _error(world.client.get("/patients/me", headers=patient.headers), 401, "unauthenticated")
 
 
 def test_put_patient_with_null_first_name_is_422(world: World) -> None:

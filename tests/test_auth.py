@@ -15,9 +15,8 @@ from jwt.warnings import InsecureKeyLengthWarning
 from starlette.testclient import TestClient
 
 from hub.auth import ALGORITHM, Passwords, Principal, Role, Tokens
-from hub.config import Settings
 from hub.errors import Unauthenticated
-from tests.conftest import SECRET, bearer
+from tests.conftest import SECRET, World, bearer
 from tests.conftest import test_settings as make_settings
 
 REQUIRED = ("exp", "iat", "iss", "aud", "sub", "role")
@@ -112,11 +111,9 @@ def test_malformed_authorization_header_is_401_even_where_signing_in_is_optional
     assert client.get("/doctors/", headers={"Authorization": "Basic eDp5"}).status_code == 401
 
 
-def test_token_for_a_doctor_is_refused_on_a_patient_route(
-    client: TestClient, settings: Settings
-) -> None:
-    token = Tokens(settings).issue(Principal(Role.doctor, 1)).access_token
-    assert client.get("/patients/me", headers=bearer(token)).status_code == 403
+def test_token_for_a_doctor_is_refused_on_a_patient_route(world: World) -> None:
+    doctor = world.doctor()
+    assert world.client.get("/patients/me", headers=doctor.headers).status_code == 403
 
 
 async def test_password_verifies_against_its_hash() -> None:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from starlette.testclient import TestClient
 
+from hub import db
 from hub.app import create_app
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
@@ -14,7 +15,24 @@ from tests.test_accounts import before_writing
 
 
 def _admin(settings: Settings) -> dict[str, str]:
-    return bearer(Tokens(settings).issue(Principal(Role.admin, 1)).access_token)
+    # An admin row straight in the database (a token of an account that does not exist is
+    # refused), once per test database.
+    engine = create_engine(db.sync_url(settings.database_url))
+    try:
+        with engine.begin() as conn:
+            found = conn.execute(text("SELECT id FROM admins ORDER BY id LIMIT 1")).scalar()
+            if found is None:
+                conn.execute(
+                    text(
+                        "INSERT INTO admins (email, password_hash, created_at, updated_at) "
+                        "VALUES ('catalog-admin@example.org', '$argon2id$unused', "
+                        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    )
+                )
+                found = conn.execute(text("SELECT id FROM admins ORDER BY id LIMIT 1")).scalar()
+    finally:
+        engine.dispose()
+    return bearer(Tokens(settings).issue(Principal(Role.admin, int(found))).access_token)
 
 
 def test_specialization_names_are_unique_regardless_of_case(

@@ -60,3 +60,31 @@ def test_client_without_a_password_or_a_terminal_says_how_to_give_one() -> None:
     assert done.returncode == 2
     assert "set HUB_PASSWORD" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_client_books_and_its_retry_finds_the_booking_whose_answer_was_lost(
+    world: World,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    patient, doctor = world.patient(), world.doctor()
+    monkeypatch.setenv("HUB_PASSWORD", PASSWORD)
+    start = iso(slot(10))
+    # The booking committed, and its answer never reached the client...
+    lost = world.client.post(
+        "/appointments/",
+        json={"doctor_id": doctor.id, "scheduled_datetime": start},
+        headers={**patient.headers, "Idempotency-Key": "kept-key-1"},
+    )
+    assert lost.status_code == 201
+    argv = ["--url", "", "--email", patient.email, "book", str(doctor.id), start]
+    with run_server(settings) as url:
+        argv[1] = url
+        code = client.main([*argv, "--key", "kept-key-1"])  # ...so it sends it again
+        again = _frames(capsys.readouterr().out)[-1]
+        other = client.main([*argv, "--key", "another-key"])
+        taken = _frames(capsys.readouterr().out)[-1]
+    assert code == 0 and again["type"] == "booked"
+    assert again["appointment"]["id"] == lost.json()["id"]  # found, not refused as taken
+    assert other == 1 and taken["code"] in ("slot_taken", "patient_busy", "already_booked")

@@ -9,7 +9,7 @@ HUB = Path(__file__).resolve().parent.parent / "hub"
 # Every module of hub/ is in exactly one layer. Data flows one way: edges -> services ->
 # stores; the wire format is shared by the edges (and the events services write).
 LAYERS = {
-    "edge": {"api", "ws"},
+    "edge": {"api", "ws", "listener"},
     "entry": {"__main__", "app", "client", "loadtest", "workers"},
     "wire": {"protocol", "schemas", "asyncapi"},
     "service": {
@@ -17,6 +17,7 @@ LAYERS = {
         "accounts",
         "appointments",
         "auth",
+        "audit",
         "availability",
         "booking",
         "calendar",
@@ -24,13 +25,17 @@ LAYERS = {
         "events",
         "idempotency",
         "ledger",
+        "standing",
         "lifecycle",
         "outbox",
+        "privacy",
         "relay",
+        "renewal",
         "schedules",
+        "throttle",
     },
     "store": {"bus", "db", "holds", "models", "constraints", "migrations"},
-    "support": {"__init__", "clock", "config", "errors", "metrics", "runtime", "state"},
+    "support": {"__init__", "clock", "config", "errors", "logs", "metrics", "runtime", "state"},
 }
 LAYER = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -231,6 +231,7 @@ def test_a_burst_of_connections_lands_on_every_worker(
         pytest.skip("several workers need MySQL and Redis")
     with served_by_workers(settings, tmp_path, 2) as (url, process):
         port = int(url.rsplit(":", 1)[1])
+        _until_every_worker_listens(process, port, 2)
         burst = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
         try:
             time.sleep(1.0)  # the workers accept them
@@ -246,6 +247,25 @@ def test_a_burst_of_connections_lands_on_every_worker(
     assert len(held) == 2 and sum(held.values()) == 40, held
     # Spread by address hash: fewer than 6 of 40 on one worker has odds of about 1e-6.
     assert min(held.values()) >= 6, held
+
+
+def _until_every_worker_listens(process: subprocess.Popen[bytes], port: int, n: int) -> None:
+    # The first worker to start answers before the others listen: a socket bound but not
+    # listening yet takes no share of the connections.
+    deadline = time.monotonic() + 30
+    while True:
+        listening = [
+            worker
+            for worker in psutil.Process(process.pid).children()
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                for c in worker.net_connections("tcp")
+            )
+        ]
+        if len(listening) == n:
+            return
+        assert time.monotonic() < deadline, f"{len(listening)} of {n} workers listen"
+        time.sleep(0.1)
 
 
 def _sample(exposition: str, name: str) -> float:

@@ -39,10 +39,17 @@ class Relay:
         return None
 
 
+class Audit:
+    async def flush(self) -> int:
+        return 0
+
+
 async def test_the_sweeper_stops_even_when_its_cancellation_is_swallowed() -> None:
     holds = SwallowingHolds()
     stop = asyncio.Event()
-    sweeper = asyncio.create_task(runtime._sweep(holds, Relay(), stop, Metrics(), every=0.01))  # type: ignore[arg-type]
+    sweeper = asyncio.create_task(
+        runtime._sweep(holds, Relay(), Audit(), stop, Metrics(), every=0.01)
+    )  # type: ignore[arg-type]
     await asyncio.wait_for(holds.sweeping.wait(), timeout=5)
     stopping = asyncio.create_task(runtime._stop(sweeper, stop))
     try:

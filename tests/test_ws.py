@@ -23,12 +23,12 @@ from websockets.exceptions import ConnectionClosed
 
 from hub import events, protocol, ws
 from hub.app import create_app
-from hub.auth import Principal, Role, Tokens
+from hub.auth import Tokens
 from hub.bus import slot_channel
 from hub.config import Settings
 from hub.protocol import Close
 from hub.ws import commands
-from tests.conftest import Actor, World, iso, next_workday, slot
+from tests.conftest import Actor, World, iso, next_workday, patient_token, slot
 from tests.server import serve_in_thread
 
 WAIT = 5.0  # seconds a frame may take before the test fails instead of hanging
@@ -225,6 +225,33 @@ def test_a_foreign_origin_is_refused_before_accept(world: World, client: TestCli
         connected(client, patient, origin="http://evil.example"),
     ):
         pytest.fail("the handshake was accepted")  # pragma: no cover
+    assert refused.value.code == Close.POLICY
+
+
+@pytest.mark.parametrize("origin", ["https://testserver", "ws://testserver", "testserver"])
+def test_the_same_host_under_another_scheme_is_refused(
+    world: World, client: TestClient, origin: str
+) -> None:
+    patient = world.patient()
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        connected(client, patient, origin=origin),
+    ):
+        pytest.fail("the handshake was accepted")  # pragma: no cover
+    assert refused.value.code == Close.POLICY
+
+
+def test_an_allowed_origin_under_another_scheme_is_refused(
+    world: World, settings: Settings
+) -> None:
+    allowing = replace(settings, allowed_origins=("https://clinic.example",))
+    with TestClient(create_app(allowing)) as client:
+        patient = own_world(world, allowing, client).patient()
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            connected(client, patient, origin="http://clinic.example"),
+        ):
+            pytest.fail("the handshake was accepted")  # pragma: no cover
     assert refused.value.code == Close.POLICY
 
 
@@ -482,6 +509,21 @@ def test_watch_since_the_current_version_is_just_resynced(world: World, client: 
     assert answer["version"] == current == 3
 
 
+def test_watch_since_a_version_ahead_of_the_doctor_gets_a_snapshot_and_the_changes_after(
+    world: World, client: TestClient
+) -> None:
+    doctor, patient = world.doctor(), world.patient()
+    with connected(client, patient) as peer:
+        _three_changes(peer, doctor)
+    with connected(client, patient) as later, connected(client, world.patient()) as other:
+        answer = watch(later, doctor, since=1000)
+        assert answer["type"] == "snapshot"
+        assert answer["version"] == 3
+        assert hold(other, doctor, slot(13))["type"] == "held"
+        change = later.expect("slot")
+    assert (change["version"], change["start"], change["state"]) == (4, iso(slot(13)), "held")
+
+
 def test_watch_since_a_version_no_longer_kept_gets_a_snapshot(
     world: World, client: TestClient, raw: Engine
 ) -> None:
@@ -492,7 +534,8 @@ def test_watch_since_a_version_no_longer_kept_gets_a_snapshot(
         conn.execute(text("DELETE FROM outbox WHERE doctor_id = :d"), {"d": doctor.id})
     with connected(client, patient) as later:
         answer = watch(later, doctor, since=0)
-        assert later.drain() == []
+        # (The patient's own feed may still bring the first connection's bookings.)
+        assert [m for m in later.drain() if m["type"] == "slot"] == []
     assert answer["type"] == "snapshot"
     assert answer["version"] == 3
     states = {s["start"]: s["state"] for s in answer["slots"]}
@@ -741,7 +784,7 @@ def serving(settings: Settings, **options: Any) -> Iterator[tuple[str, uvicorn.S
 
 @asynccontextmanager
 async def authenticated(url: str, settings: Settings) -> AsyncIterator[ClientConnection]:
-    token = Tokens(settings).issue(Principal(Role.patient, 1)).access_token
+    token = patient_token(settings)
     async with connect(url, open_timeout=WAIT, close_timeout=WAIT) as conn:
         await conn.send(json.dumps({"type": "auth", "token": token}))
         ready = json.loads(await asyncio.wait_for(conn.recv(), WAIT))
@@ -764,6 +807,30 @@ async def test_a_frame_over_64_kib_is_closed_with_1009(settings: Settings) -> No
             assert (answer["type"], answer["code"]) == ("error", "invalid")
             await conn.send(json.dumps({"type": "ping", "ref": "x" * 64 * 1024}))
             assert await _closed_with(conn) == Close.TOO_BIG
+
+
+async def test_the_replies_queued_before_a_4429_close_are_sent_first(settings: Settings) -> None:
+    with serving(settings) as (url, _):
+        async with authenticated(url, settings) as conn:
+            for n in range(300):
+                await conn.send(json.dumps({"type": "ping", "ref": str(n)}))
+            answers = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    answers.append(json.loads(await asyncio.wait_for(conn.recv(), WAIT)))
+            assert conn.close_code == Close.RATE_LIMITED
+    pongs = [int(a["ref"]) for a in answers if a["type"] == "pong"]
+    assert pongs == list(range(len(pongs)))
+    # Every command read got its reply (a pong or a refusal) but the one that closed: the
+    # last 20 refusals, after the last pong, all arrived.
+    assert [a["type"] for a in answers[-21:]] == ["pong"] + ["error"] * 20
+
+
+async def test_a_binary_frame_is_closed_1008_by_a_real_server(settings: Settings) -> None:
+    with serving(settings) as (url, _):
+        async with authenticated(url, settings) as conn:
+            await conn.send(b'{"type": "ping"}')
+            assert await _closed_with(conn) == Close.POLICY
 
 
 async def test_a_server_shutting_down_closes_with_1012(settings: Settings) -> None:
@@ -812,7 +879,7 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(settings: Settings) 
         )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
         assert head.startswith(b"HTTP/1.1 101"), head
-        token = Tokens(settings).issue(Principal(Role.patient, 1)).access_token
+        token = patient_token(settings)
         writer.write(_masked(json.dumps({"type": "auth", "token": token}).encode()))
         frames = []
         async with asyncio.timeout(WAIT):

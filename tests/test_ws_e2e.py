@@ -49,6 +49,8 @@ STREAM_VIEWERS = 4
 HOLDERS = 6  # holds in flight at a time
 BEHIND = min(MAX_PENDING + 100, KEEP)  # missed: more than the queue holds, no more than kept
 RSS_GROWTH_MB = 200
+HOARDED = 60  # month-long snapshots asked for by a client that reads nothing
+HOARD_GROWTH_MB = 40  # what they may cost the hub: the queue's byte bound and its buffers
 SERIAL = count(1)
 
 
@@ -715,6 +717,41 @@ async def test_a_slow_reader_is_closed_with_1013_while_a_fast_one_gets_every_eve
     assert len(slow_versions) < SLOW_EVENTS
     # Whatever it got before the close has no hole: a gap is only ever followed by the close.
     assert slow_versions == list(range(v0 + 1, v0 + 1 + len(slow_versions)))
+
+
+async def test_a_client_that_asks_for_snapshots_and_never_reads_is_closed_1013_in_few_mib(
+    settings: Settings, raw: Engine, backend: str, tmp_path: Path
+) -> None:
+    # Found by a probe: `watch` sent again and again (31 days of a 5-minute-slot doctor, about
+    # 1 MB a snapshot) by a client that never reads grew the hub from 114 to 1,037 MiB: the
+    # queue was bounded in frames (2,100), not in bytes.
+    (patient_id,) = insert_patients(raw, 1, "hoarder")
+    with hubs(settings, backend, tmp_path, 1) as servers:
+        ((url, pid),) = servers
+        async with httpx.AsyncClient(timeout=30) as client, AsyncExitStack() as stack:
+            doctor_id = await new_doctor(client, url)
+            await five_minute_slots(client, url, settings, doctor_id)
+            hoarder = await watch(
+                stack,
+                url,
+                token(settings, Role.patient, patient_id),
+                doctor_id,
+                sock=small_socket(url),
+                max_queue=1,
+                max_size=2**23,
+            )
+            await hoarder.until("snapshot")
+            before = rss_mb(pid)
+            again = json.dumps({"type": "watch", "doctor_id": doctor_id, **month_window()})
+            with suppress(ConnectionClosed):
+                for _ in range(HOARDED):
+                    await hoarder.ws.send(again)
+            await asyncio.sleep(2)  # the hub answers what it read
+            after = rss_mb(pid)
+            code = await read_until_closed(hoarder)
+    print(f"\n[{backend}] {HOARDED} snapshots asked, RSS {before:.1f} -> {after:.1f} MB: {code}")
+    assert code == 1013
+    assert after - before < HOARD_GROWTH_MB
 
 
 # 5. What the protocol promises around the edges of a watch, under a stream of events.

@@ -5,28 +5,38 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub import access, accounts
-from hub.api.endpoint import Call, Endpoint, Param
-from hub.auth import Role, require
+from hub import access, accounts, privacy
+from hub.api import signin
+from hub.api.endpoint import MAX_ID, Call, Endpoint, Param
+from hub.auth import Principal, Role, require
 from hub.models import Doctor
 from hub.schemas import (
+    Approval,
+    AuditOut,
+    DoctorChanged,
     DoctorCreate,
     DoctorOut,
     DoctorPublic,
     DoctorUpdate,
+    Erasure,
+    ExportedAppointment,
+    HistoryOut,
     Login,
+    PatientChanged,
     PatientCreate,
+    PatientExport,
     PatientOut,
     PatientUpdate,
     PersonCreate,
     PersonUpdate,
+    Standing,
     TokenOut,
 )
 
 
 class DoctorFilter(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    specialization_id: int | None = Field(default=None, ge=1)
+    specialization_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     specialization: str | None = Field(default=None, max_length=50)
 
 
@@ -44,9 +54,12 @@ def _changes(body: PersonUpdate) -> accounts.PersonChanges:
 def _login(role: Role) -> Callable[[Call[Login]], Awaitable[TokenOut]]:
     async def login(call: Call[Login]) -> TokenOut:
         hub, body = call.hub, call.body
-        token = await accounts.login(
-            hub.sessions, hub.passwords, hub.tokens, role, body.username, body.password
-        )
+        async with hub.throttle.login(role.value, body.username, call.address):
+            token = await accounts.login(
+                hub.sessions, hub.passwords, hub.tokens, role, body.username, body.password
+            )
+        principal, _expires = hub.tokens.decode(token.access_token)
+        await signin.start(call, principal)  # the refresh cookie: the sign-in outlives the hour
         return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
 
     login.__name__ = f"{role.value}_login"
@@ -54,6 +67,7 @@ def _login(role: Role) -> Callable[[Call[Login]], Awaitable[TokenOut]]:
 
 
 async def register_patient(call: Call[PatientCreate]) -> PatientOut:
+    await call.hub.throttle.register(call.address)
     row = await accounts.register_patient(call.hub.sessions, call.hub.passwords, _person(call.body))
     return PatientOut.model_validate(row)
 
@@ -75,7 +89,7 @@ async def get_patient(call: Call[None]) -> PatientOut:
     return PatientOut.model_validate(row)
 
 
-async def update_patient(call: Call[PatientUpdate]) -> PatientOut:
+async def update_patient(call: Call[PatientUpdate]) -> PatientChanged:
     row = await accounts.update_patient(
         call.hub.sessions,
         call.hub.passwords,
@@ -83,7 +97,95 @@ async def update_patient(call: Call[PatientUpdate]) -> PatientOut:
         call.path_int("id"),
         _changes(call.body),
     )
-    return PatientOut.model_validate(row)
+    out = PatientOut.model_validate(row).model_dump()
+    return PatientChanged(
+        **out, access_token=await _renewed(call, Role.patient, row.id, row.session_epoch)
+    )
+
+
+async def _renewed(call: Call[Any], role: Role, account_id: int, epoch: int) -> str | None:
+    # The change ended the account's sessions: its owner, who made it, gets a new token (and
+    # a new sign-in in this browser).
+    call.hub.standings.forget(role, account_id)
+    caller = call.principal
+    if caller is None or not caller.is_(role, account_id) or epoch <= caller.epoch:
+        return None
+    renewed = Principal(role, account_id, epoch)
+    await signin.start(call, renewed)
+    return call.hub.tokens.issue(renewed).access_token
+
+
+def _sign_out(role: Role) -> Callable[[Call[None]], Awaitable[None]]:
+    async def sign_out_everywhere(call: Call[None]) -> None:
+        caller = require(call.principal, role)
+        await accounts.end_sessions(call.hub.sessions, caller)
+        call.hub.standings.forget(caller.role, caller.id)
+
+    sign_out_everywhere.__name__ = f"sign_out_{role.value}_everywhere"
+    return sign_out_everywhere
+
+
+def _set_active(role: Role) -> Callable[[Call[Standing]], Awaitable[None]]:
+    async def set_active(call: Call[Standing]) -> None:
+        account_id = call.path_int("id")
+        await accounts.set_standing(
+            call.hub.sessions, call.principal, role, account_id, active=call.body.active
+        )
+        call.hub.standings.forget(role, account_id)
+
+    set_active.__name__ = f"set_{role.value}_active"  # its OpenAPI operationId
+    return set_active
+
+
+async def approve_doctor(call: Call[Approval]) -> DoctorOut:
+    did = call.path_int("id")
+    await accounts.set_standing(
+        call.hub.sessions, call.principal, Role.doctor, did, approved=call.body.approved
+    )
+    call.hub.standings.forget(Role.doctor, did)
+    return DoctorOut.model_validate(
+        await accounts.get_doctor(call.hub.sessions, did, call.principal)
+    )
+
+
+async def export_patient(call: Call[None]) -> PatientExport:
+    await call.hub.audit.flush()  # what this process noted so far is in the export
+    found = await privacy.export(call.hub.sessions, call.principal, call.path_int("id"))
+    appointments = [
+        ExportedAppointment(
+            id=row.id,
+            doctor_id=row.doctor_id,
+            scheduled_datetime=row.start_at,
+            end_datetime=row.end_at,
+            status=row.status,
+            cancel_reason=row.cancel_reason,
+            late_cancel=row.late_cancel,
+            rescheduled_from_id=row.rescheduled_from_id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            history=[HistoryOut.model_validate(event) for event in events],
+        )
+        for row, events in found.appointments
+    ]
+    return PatientExport(
+        exported_at=call.hub.clock(),
+        patient=PatientOut.model_validate(found.patient),
+        appointments=appointments,
+        audit=[AuditOut.model_validate(row) for row in found.audit],
+    )
+
+
+async def erase_patient(call: Call[Erasure]) -> None:
+    pid = call.path_int("id")
+    await privacy.erase(
+        call.hub.sessions,
+        call.hub.passwords,
+        call.principal,
+        pid,
+        call.body.current_password,
+        call.hub.clock,
+    )
+    call.hub.standings.forget(Role.patient, pid)
 
 
 def _doctor_view(call: Call[None], row: Doctor) -> DoctorOut | DoctorPublic:
@@ -93,9 +195,14 @@ def _doctor_view(call: Call[None], row: Doctor) -> DoctorOut | DoctorPublic:
 
 
 async def register_doctor(call: Call[DoctorCreate]) -> DoctorOut:
+    await call.hub.throttle.register(call.address)
     body = call.body
     row = await accounts.register_doctor(
-        call.hub.sessions, call.hub.passwords, _person(body), body.specialization_id
+        call.hub.sessions,
+        call.hub.passwords,
+        _person(body),
+        body.specialization_id,
+        approved=not call.hub.settings.approve_doctors,
     )
     return DoctorOut.model_validate(row)
 
@@ -103,21 +210,23 @@ async def register_doctor(call: Call[DoctorCreate]) -> DoctorOut:
 async def list_doctors(call: Call[None]) -> list[DoctorOut | DoctorPublic]:
     where = call.query(DoctorFilter)
     rows = await accounts.list_doctors(
-        call.hub.sessions, where.specialization_id, where.specialization
+        call.hub.sessions, call.principal, where.specialization_id, where.specialization
     )
     return [_doctor_view(call, row) for row in rows]
 
 
 async def me_doctor(call: Call[None]) -> DoctorOut:
     caller = require(call.principal, Role.doctor)
-    return DoctorOut.model_validate(await accounts.get_doctor(call.hub.sessions, caller.id))
+    row = await accounts.get_doctor(call.hub.sessions, caller.id, caller)
+    return DoctorOut.model_validate(row)
 
 
 async def get_doctor(call: Call[None]) -> DoctorOut | DoctorPublic:
-    return _doctor_view(call, await accounts.get_doctor(call.hub.sessions, call.path_int("id")))
+    row = await accounts.get_doctor(call.hub.sessions, call.path_int("id"), call.principal)
+    return _doctor_view(call, row)
 
 
-async def update_doctor(call: Call[DoctorUpdate]) -> DoctorOut:
+async def update_doctor(call: Call[DoctorUpdate]) -> DoctorChanged:
     body = call.body
     row = await accounts.update_doctor(
         call.hub.sessions,
@@ -127,7 +236,9 @@ async def update_doctor(call: Call[DoctorUpdate]) -> DoctorOut:
         _changes(body),
         body.specialization_id,
     )
-    return DoctorOut.model_validate(row)
+    out = DoctorOut.model_validate(row).model_dump()
+    renewed = await _renewed(call, Role.doctor, row.id, row.session_epoch)
+    return DoctorChanged(**out, access_token=renewed)
 
 
 def _login_endpoint(role: Role) -> Endpoint[Login, TokenOut]:
@@ -142,7 +253,7 @@ def _login_endpoint(role: Role) -> Endpoint[Login, TokenOut]:
         body=Login,
         form=True,
         auth=False,
-        errors=(401, 422),
+        errors=(401, 422, 429, 503),
     )
 
 
@@ -152,6 +263,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "GET",
         "/patients/",
         list_patients,
+        audit=("patients.list", "patients"),
         summary="Patients: all for admins, a doctor's own patients for a doctor",
         tag="patients",
         response=list[PatientOut],
@@ -167,12 +279,13 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         body=PatientCreate,
         status=201,
         auth=False,
-        errors=(409, 422),
+        errors=(409, 422, 429),
     ),
     Endpoint(
         "GET",
         "/patients/me",
         me_patient,
+        audit=("patient.read", "patient:self"),
         summary="The signed-in patient's record",
         tag="patients",
         response=PatientOut,
@@ -182,6 +295,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "GET",
         "/patients/{id:int}",
         get_patient,
+        audit=("patient.read", "patient:{id}"),
         summary="A patient's record (self, their doctors, admins)",
         tag="patients",
         response=PatientOut,
@@ -191,10 +305,34 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         "/patients/{id:int}",
         update_patient,
-        summary="Change a patient's record (self, admins)",
+        audit=("patient.update", "patient:{id}"),
+        summary="Change a patient's record (self, admins); your own email or password needs "
+        "`current_password` and ends your other sessions",
         tag="patients",
-        response=PatientOut,
+        response=PatientChanged,
         body=PatientUpdate,
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/patients/{id:int}/export",
+        export_patient,
+        audit=("patient.export", "patient:{id}"),
+        summary="Everything the hub holds about a patient, as JSON (self, admins)",
+        tag="patients",
+        response=PatientExport,
+        errors=(401, 403, 404),
+    ),
+    Endpoint(
+        "DELETE",
+        "/patients/{id:int}",
+        erase_patient,
+        audit=("patient.erase", "patient:{id}"),
+        summary="Erase a patient's account: anonymised, the doctors' records of past visits "
+        "kept (self with `current_password`, admins); 409 while an appointment is upcoming",
+        tag="patients",
+        body=Erasure,
+        status=204,
         errors=(401, 403, 404, 409, 422),
     ),
     _login_endpoint(Role.doctor),
@@ -209,7 +347,9 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         errors=(422,),
         query=(
             Param(
-                "specialization_id", {"type": "integer", "minimum": 1}, "Only this specialization"
+                "specialization_id",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                "Only this specialization",
             ),
             Param(
                 "specialization",
@@ -228,7 +368,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         body=DoctorCreate,
         status=201,
         auth=False,
-        errors=(404, 409, 422),
+        errors=(404, 409, 422, 429),
     ),
     Endpoint(
         "GET",
@@ -253,11 +393,47 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         "/doctors/{id:int}",
         update_doctor,
-        summary="Change a doctor's record (self, admins)",
+        summary="Change a doctor's record (self, admins); your own email or password needs "
+        "`current_password` and ends your other sessions",
         tag="doctors",
-        response=DoctorOut,
+        response=DoctorChanged,
         body=DoctorUpdate,
         errors=(401, 403, 404, 409, 422),
     ),
     _login_endpoint(Role.admin),
+    Endpoint(
+        "PUT",
+        "/doctors/{id:int}/approval",
+        approve_doctor,
+        summary="Approve a doctor, who is then listed and bookable (admins)",
+        tag="doctors",
+        response=DoctorOut,
+        body=Approval,
+        errors=(401, 403, 404, 422),
+    ),
+    *(
+        Endpoint(
+            "PUT",
+            f"/{role.value}s/{{id:int}}/active",
+            _set_active(role),
+            summary=f"Deactivate (ending its sessions) or reactivate a {role.value} (admins)",
+            tag=f"{role.value}s",
+            body=Standing,
+            status=204,
+            errors=(401, 403, 404, 422),
+        )
+        for role in Role
+    ),
+    *(
+        Endpoint(
+            "POST",
+            f"/{role.value}s/me/sign-out",
+            _sign_out(role),
+            summary="Sign out everywhere: every session of this account ends, this one too",
+            tag=f"{role.value}s",
+            status=204,
+            errors=(401, 403),
+        )
+        for role in Role
+    ),
 ]

@@ -52,7 +52,9 @@ async def book(call: Call[AppointmentCreate]) -> AppointmentOut:
 
 async def hold(call: Call[HoldCreate]) -> HoldOut:
     body = call.body
-    held = await call.hub.booking.hold(call.principal, body.doctor_id, body.scheduled_datetime)
+    held = await call.hub.booking.hold(
+        call.principal, body.doctor_id, body.scheduled_datetime, address=call.address
+    )
     return HoldOut(
         hold_id=held.id,
         doctor_id=held.doctor_id,
@@ -120,6 +122,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "POST",
         "/appointments/",
         book,
+        audit=("appointment.book", "appointments"),
         summary="Book a slot for the signed-in patient, from a hold or directly "
         "(honours an Idempotency-Key header)",
         tag="appointments",
@@ -132,6 +135,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "POST",
         "/appointments/holds",
         hold,
+        audit=("hold.create", "holds"),
         summary="Hold a free slot for a short time while confirming (patients)",
         tag="appointments",
         response=HoldOut,
@@ -143,6 +147,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "DELETE",
         "/appointments/holds/{hold_id:str}",
         release,
+        audit=("hold.release", "hold:{hold_id}"),
         summary="Release a hold (its patient)",
         tag="appointments",
         response=None,
@@ -153,6 +158,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "GET",
         "/appointments/patient/{id:int}",
         for_patient,
+        audit=("appointments.list", "patient:{id}"),
         summary="A patient's appointments (self, admins)",
         tag="appointments",
         response=list[AppointmentOut],
@@ -162,6 +168,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "GET",
         "/appointments/doctor/{id:int}",
         for_doctor,
+        audit=("appointments.list", "doctor:{id}"),
         summary="A doctor's appointments (self, admins); outside_hours marks those the hours no "
         "longer cover",
         tag="appointments",
@@ -172,6 +179,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         APPOINTMENT + "/cancel",
         cancel,
+        audit=("appointment.cancel", "appointment:{id}"),
         summary="Cancel an appointment (its patient within the cutoff, its doctor, admins)",
         tag="appointments",
         response=AppointmentOut,
@@ -182,6 +190,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         APPOINTMENT + "/reschedule",
         reschedule,
+        audit=("appointment.reschedule", "appointment:{id}"),
         summary="Move an appointment to a new start or a held slot, atomically",
         tag="appointments",
         response=AppointmentOut,
@@ -192,6 +201,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         APPOINTMENT + "/complete",
         complete,
+        audit=("appointment.complete", "appointment:{id}"),
         summary="Mark an appointment completed (its doctor, at or after the start)",
         tag="appointments",
         response=AppointmentOut,
@@ -201,6 +211,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "PUT",
         APPOINTMENT + "/no-show",
         no_show,
+        audit=("appointment.no_show", "appointment:{id}"),
         summary="Mark a no-show (its doctor, after the start + grace)",
         tag="appointments",
         response=AppointmentOut,
@@ -210,6 +221,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "GET",
         APPOINTMENT + "/history",
         history,
+        audit=("appointment.history", "appointment:{id}"),
         summary="Every state change: who, when, from, to, why (its patient, its doctor, admins)",
         tag="appointments",
         response=list[HistoryOut],

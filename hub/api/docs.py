@@ -22,6 +22,7 @@ REASONS = {
     409: "Conflicts with the current state",
     413: "Body too large",
     422: "Invalid input: `fields` names each problem",
+    429: "Too many attempts: wait the seconds `Retry-After` says",
     503: "A backing service is unavailable",
 }
 SECURITY = {

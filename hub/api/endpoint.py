@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -13,18 +15,30 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, compile_path
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 from hub.auth import Principal
-from hub.errors import HubError, InvalidInput, PayloadTooLarge, Unauthenticated, fields_of, problem
-from hub.runtime import Hub
+from hub.errors import (
+    HubError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    Unavailable,
+    fields_of,
+    problem,
+)
+from hub.runtime import Hub, is_outage
 from hub.state import State
 
 log = logging.getLogger("hub.api")
 Body = TypeVar("Body", bound=BaseModel | None)
 Model = TypeVar("Model", bound=BaseModel)
 Out = TypeVar("Out")
+Serve = Callable[[Request[State]], Awaitable[Response]]
 MAX_BODY = 64 * 1024
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_ID = 2**31 - 1
 # What the services call a concept, the REST API calls by the original design's name.
 FIELD_NAMES = {"start": "scheduled_datetime"}
 
@@ -37,10 +51,20 @@ class Call(Generic[Body]):
     principal: Principal | None
     request: Request[State]
     body: Body
+    # What the answer sets besides its body: Set-Cookie arguments (Response.set_cookie).
+    cookies: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """The client's address as uvicorn gives it (a trusted proxy's forwarded one)."""
+        client = self.request.client
+        return client.host if client is not None else "unknown"
 
     def path_int(self, name: str) -> int:
         value = self.request.path_params[name]
         assert isinstance(value, int)
+        if value > MAX_ID:  # past the columns' range: no such row
+            raise NotFound(f"no {name} {value}")
         return value
 
     def query(self, model: type[Model]) -> Model:
@@ -76,17 +100,20 @@ class Endpoint(Generic[Body, Out]):
     auth: bool = True
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
+    # Audited (a patient's record or appointments): the action, and the resource as a
+    # template of the path's parameters, e.g. ("patient.read", "patient:{id}").
+    audit: tuple[str, str] | None = None
 
     @property
     def template(self) -> str:
         """The path as OpenAPI and the metrics write it: `{id}`, not `{id:int}`."""
         return compile_path(self.path)[1]
 
-    def path_params(self) -> dict[str, dict[str, str]]:
+    def path_params(self) -> dict[str, dict[str, Any]]:
         """Each path parameter's JSON schema, from the route's own convertors."""
         return {name: _schema(kind) for name, kind in compile_path(self.path)[2].items()}
 
-    def route(self) -> Route:
+    def serve(self) -> Serve:
         adapter = TypeAdapter[Any](self.response)  # built once, not per request
         template = self.template
 
@@ -94,19 +121,21 @@ class Endpoint(Generic[Body, Out]):
             hub = request.state["hub"]
             started = time.perf_counter()
             response = await self._answer(hub, request, adapter)
+            response.headers["X-Request-ID"] = request_id(request)
             elapsed = time.perf_counter() - started
             hub.metrics.requests.labels(self.method, template, str(response.status_code)).observe(
                 elapsed
             )
             return response
 
-        return Route(self.path, serve, methods=[self.method], name=self.handler.__name__)
+        return serve
 
     async def _answer(
         self, hub: Hub, request: Request[State], adapter: TypeAdapter[Any]
     ) -> Response:
+        principal: Principal | None = None
         try:
-            principal = _principal(hub, request)
+            principal = await _principal(hub, request)
             body: Any = None
             if self.body is not None:
                 raw = await _payload(request, self.form)
@@ -114,18 +143,76 @@ class Endpoint(Generic[Body, Out]):
                     body = self.body.model_validate(raw)
                 except ValidationError as exc:
                     raise invalid(exc, "the request body is invalid") from exc
-            result = await self.handler(Call(hub, principal, request, body))
+            call = Call(hub, principal, request, body)
+            result = await self.handler(call)
         except HubError as exc:
             hub.metrics.errors.labels("rest", exc.code).inc()
+            self._audit(hub, request, principal, exc.code)
             return error_response(exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise  # a bug: a 500, logged with its trace
+            log.warning("%s %s: %s", self.method, self.template, type(exc).__name__)
+            hub.metrics.errors.labels("rest", Unavailable.code).inc()
+            self._audit(hub, request, principal, Unavailable.code)
+            return error_response(Unavailable("the database or Redis is not answering: retry"))
+        self._audit(hub, request, principal, "ok")
         if self.status == 204:
-            return Response(status_code=204)
-        return JSONResponse(adapter.dump_python(result, mode="json"), status_code=self.status)
+            response = Response(status_code=204)
+        else:
+            content = adapter.dump_python(result, mode="json")
+            response = JSONResponse(content, status_code=self.status)
+        for cookie in call.cookies:
+            response.set_cookie(**cookie)
+        return response
+
+    def _audit(
+        self, hub: Hub, request: Request[State], caller: Principal | None, outcome: str
+    ) -> None:
+        if self.audit is not None:
+            action, resource = self.audit
+            where = resource.format(**request.path_params)
+            hub.audit.note(caller, action, where, outcome, "rest", request_id(request))
 
 
-def _schema(convertor: Convertor[Any]) -> dict[str, str]:
-    if isinstance(convertor, IntegerConvertor):
-        return {"type": "integer"}
+def request_id(request: Request[State]) -> str:
+    """The request's id: the caller's `X-Request-ID` when it is a sane token, else a new one
+    (echoed in the answer, written in the audit trail)."""
+    known = request.scope.get("request_id")
+    if known is None:
+        given = request.headers.get("x-request-id", "")
+        known = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.scope["request_id"] = known
+    return str(known)
+
+
+def routes(endpoints: list[Endpoint[Any, Any]]) -> list[Route]:
+    """One route per path, serving each of its methods. Any other method is a 405 naming
+    those (a route per method would let the static files behind answer it, without `Allow`)."""
+    by_path: dict[str, dict[str, Serve]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint.serve()
+    return [Route(path, _Methods(serves)) for path, serves in by_path.items()]
+
+
+class _Methods:
+    # An ASGI app rather than a function, so the route matches every method.
+    def __init__(self, serves: dict[str, Serve]) -> None:
+        self._serves = {**serves, "HEAD": serves["GET"]} if "GET" in serves else serves
+        self._allow = ", ".join(self._serves)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request: Request[State] = Request(scope, receive)
+        serve = self._serves.get(request.method)
+        if serve is None:
+            raise HTTPException(405, headers={"Allow": self._allow})
+        response = await serve(request)
+        await response(scope, receive, send)
+
+
+def _schema(convertor: Convertor[Any]) -> dict[str, Any]:
+    if isinstance(convertor, IntegerConvertor):  # digits only: no sign
+        return {"type": "integer", "minimum": 0, "maximum": MAX_ID}
     if isinstance(convertor, FloatConvertor):
         return {"type": "number"}
     return {"type": "string"}
@@ -148,11 +235,13 @@ def error_body(exc: HubError) -> dict[str, Any]:
 
 
 def error_response(exc: HubError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
 
 
-def _principal(hub: Hub, request: Request[State]) -> Principal | None:
+async def _principal(hub: Hub, request: Request[State]) -> Principal | None:
     header = request.headers.get("authorization")
     if header is None:
         return None
@@ -160,7 +249,7 @@ def _principal(hub: Hub, request: Request[State]) -> Principal | None:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("use 'Authorization: Bearer <token>'")
     principal, _expires = hub.tokens.decode(token.strip())
-    return principal
+    return await hub.standings.ensure(principal)  # a token outlives no account, no sign-out
 
 
 async def _payload(request: Request[State], form: bool) -> Any:
@@ -180,7 +269,7 @@ async def _payload(request: Request[State], form: bool) -> Any:
         async with Request(request.scope, replay).form(max_files=0, max_fields=16) as data:
             return {key: value for key, value in data.items() if isinstance(value, str)}
     if not raw:
-        return {}
+        raise InvalidInput("a JSON body is required", [{"field": "body", "message": "missing"}])
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -81,6 +81,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--password", default=PASSWORD, help="of every load account")
     p.add_argument(
+        "--admin-email",
+        help="an admin who approves the load doctors, where the hub vets doctors "
+        "(HUB_APPROVE_DOCTORS; the password from HUB_ADMIN_PASSWORD)",
+    )
+    p.add_argument(
         "--database-url",
         help="the hub's database, to check for double booking (mysql+aiomysql://... or sqlite+aiosqlite://...)",
     )
@@ -134,6 +139,8 @@ def options_of(args: argparse.Namespace) -> Options:
         think=args.think,
         slot_minutes=args.slot_minutes,
         password=args.password,
+        admin_email=args.admin_email,
+        admin_password=os.environ.get("HUB_ADMIN_PASSWORD"),
         database_url=args.database_url,
         ceiling=args.ceiling,
         ceiling_database=args.ceiling_database,

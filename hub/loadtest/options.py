@@ -28,6 +28,8 @@ class Options:
     think: float = 1.0  # clinic: scale of the pauses between a person's actions
     slot_minutes: int = 5
     password: str = PASSWORD
+    admin_email: str | None = None  # approves the load doctors on a hub that vets doctors
+    admin_password: str | None = None
     database_url: str | None = None
     ceiling: bool = False
     ceiling_database: str = "hub_ceiling"

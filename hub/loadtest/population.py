@@ -97,9 +97,10 @@ async def register(
             if not signed_in:
                 return Account(role, number, id_, "")
             token, expires_in = await login(api, role, number, options.password)
-            if not id_:
-                me = await api.call("GET", f"/{role}s/me", token=token)
-                id_ = int(me.body["id"])
+            me = await api.call("GET", f"/{role}s/me", token=token)
+            id_ = int(me.body["id"])
+            if role == "doctor" and not me.body.get("approved", True):
+                await _approve(api, id_, options)
             cache.put(email(role, number), id_, token, expires_in)
             return Account(role, number, id_, token)
 
@@ -107,6 +108,24 @@ async def register(
         return list(await asyncio.gather(*(one(n) for n in numbers)))
     finally:
         cache.save()
+
+
+async def _approve(api: Api, doctor_id: int, options: Options) -> None:
+    # The hub lists and books a self-registered doctor only once an admin approved them.
+    if not (options.admin_email and options.admin_password):
+        raise SetupFailed(
+            "this hub vets doctors: give --admin-email (and HUB_ADMIN_PASSWORD), or run the "
+            "hub with HUB_APPROVE_DOCTORS=false"
+        )
+    form = {"username": options.admin_email, "password": options.admin_password}
+    signed_in = await api.call("POST", "/admins/login", form=form)
+    if signed_in.status != 200:
+        raise SetupFailed(f"admin login: {signed_in.outcome}")
+    token = str(signed_in.body["access_token"])
+    path = f"/doctors/{doctor_id}/approval"
+    answer = await api.call("PUT", path, token=token, body={"approved": True})
+    if answer.status != 200:
+        raise SetupFailed(f"approval of doctor {doctor_id}: {answer.outcome}")
 
 
 async def _still_valid(api: Api, role: str, numbers: range, cache: TokenCache) -> None:

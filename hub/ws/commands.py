@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from hub import events, protocol
 from hub.auth import Principal
 from hub.calendar import Window
-from hub.errors import HubError, InvalidInput, Unauthenticated, problem
+from hub.errors import HubError, InvalidInput, Unauthenticated, Unavailable, problem
 from hub.models import Appointment
 from hub.protocol import (
     Auth,
@@ -36,6 +36,7 @@ from hub.protocol import (
     Unwatched,
     Watch,
 )
+from hub.runtime import is_outage
 from hub.schemas import AppointmentOut, UTCInstant
 
 if TYPE_CHECKING:
@@ -59,20 +60,58 @@ async def answer(connection: Connection, text: str) -> Reply | None:
     except HubError as exc:
         reply, outcome = error(exc), exc.code
         ref = ref if ref is not None else _raw_ref(text)
-    except Exception:
-        log.exception("command failed")
-        reply, outcome = (
-            {"type": "error", "code": "internal", "message": "internal error"},
-            "internal",
-        )
+    except Exception as exc:
+        if is_outage(exc):  # the database or Redis away: the client retries
+            log.warning("command %s: %s", kind, type(exc).__name__)
+            reply, outcome = (
+                error(Unavailable("the database or Redis is not answering: retry")),
+                Unavailable.code,
+            )
+        else:
+            log.exception("command failed")
+            reply, outcome = (
+                {"type": "error", "code": "internal", "message": "internal error"},
+                "internal",
+            )
     if _cancelling():  # a library turned our cancellation into an error: stop anyway
         raise asyncio.CancelledError
+    if kind in AUDITED:
+        connection.hub.audit.note(
+            connection.principal, AUDITED[kind], _resource(text), outcome, "ws"
+        )
     metrics.commands.labels(kind, outcome).observe(time.perf_counter() - started)
     if outcome != "ok":
         metrics.errors.labels("ws", outcome).inc()
     if reply is not None and ref is not None:
         reply["ref"] = ref
     return reply
+
+
+# The commands that touch a patient's appointments, as the audit trail names them.
+AUDITED = {
+    "hold": "hold.create",
+    "release": "hold.release",
+    "book": "appointment.book",
+    "cancel": "appointment.cancel",
+    "reschedule": "appointment.reschedule",
+}
+
+
+def _resource(text: str) -> str:
+    # What the command named, from its raw frame (it may have been refused as invalid).
+    try:
+        fields = json.loads(text)
+    except (ValueError, RecursionError):
+        return "unparsed"
+    for key, kind in (
+        ("appointment_id", "appointment"),
+        ("hold_id", "hold"),
+        ("doctor_id", "doctor"),
+    ):
+        value = fields.get(key) if isinstance(fields, dict) else None
+        if isinstance(value, int | str) and len(str(value)) <= 50:
+            return f"{kind}:{value}"
+    return "unknown"
 
 
 def error(exc: HubError) -> Error:
@@ -98,6 +137,7 @@ async def auth(connection: Connection, command: Auth) -> Ready:
     principal, expires = connection.hub.tokens.decode(command["token"])
     if principal != connection.principal:
         raise Unauthenticated("a session keeps its user: open a new connection")
+    connection.principal = await connection.hub.standings.ensure(principal)
     connection.expires = expires
     return ready(principal, expires)
 
@@ -120,7 +160,13 @@ async def unwatch(connection: Connection, command: Unwatch) -> Unwatched:
 
 async def hold(connection: Connection, command: HoldCommand) -> Held:
     start = _start(command["start"])
-    held = await connection.hub.booking.hold(connection.principal, command["doctor_id"], start)
+    client = connection.websocket.client
+    held = await connection.hub.booking.hold(
+        connection.principal,
+        command["doctor_id"],
+        start,
+        address=client.host if client is not None else "unknown",
+    )
     return {
         "type": "held",
         "hold_id": held.id,

@@ -5,12 +5,13 @@ import logging
 import time
 from collections.abc import Coroutine
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub import access, events
 from hub.auth import Principal
 from hub.bus import slot_channel
 from hub.calendar import CalendarView, Window
+from hub.errors import Unauthenticated
 from hub.protocol import Close, Event, Resynced, Snapshot
 from hub.runtime import Hub
 from hub.state import State
@@ -22,10 +23,19 @@ log = logging.getLogger("hub.ws")
 RATE = 20.0  # commands per second, sustained
 BURST = 40.0
 REFUSALS_BEFORE_CLOSE = 20
+STANDING_CHECK = 30.0  # seconds: a deactivated or signed-out session ends within this
 
 
 class ResyncFailed(Exception):
     """Neither a replay nor a snapshot could bring a watched doctor up to date."""
+
+
+class NotText(Exception):
+    """The client sent a binary frame: the protocol is JSON text (closed 1008)."""
+
+
+class RateLimited(Exception):
+    """The client kept sending past its allowance (closed 4429)."""
 
 
 class Allowance:
@@ -43,6 +53,17 @@ class Allowance:
             return False
         self._left -= 1
         return True
+
+
+async def receive_text(websocket: WebSocket[State]) -> str:
+    """The next text frame; WebSocketDisconnect once the peer left, NotText on a binary one."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise NotText()
+    return str(text)
 
 
 async def close(hub: Hub, websocket: WebSocket[State], code: int, reason: str = "") -> None:
@@ -95,13 +116,12 @@ class Connection:
     async def _read(self) -> None:
         allowance, refusals = Allowance(), 0
         while True:
-            text = await self.websocket.receive_text()
+            text = await receive_text(self.websocket)
             if not allowance.take():
                 refusals += 1
                 self.hub.metrics.errors.labels("ws", "rate_limited").inc()
                 if refusals > REFUSALS_BEFORE_CLOSE:
-                    await close(self.hub, self.websocket, Close.RATE_LIMITED, "rate limited")
-                    return
+                    raise RateLimited()  # closed after the replies already queued
                 self.outgoing.put({"type": "error", "code": "rate_limited", "message": "slow down"})
                 continue
             refusals = 0
@@ -118,14 +138,22 @@ class Connection:
             log.warning("feed of %s not subscribed: %r", self.feed, exc)
 
     async def _guard(self) -> None:
-        # One task per connection for the two things that end it from the inside: the token
-        # expires (a fresh `auth` moves it, so look again at least every 30 s), or the queue
+        # One task per connection for what ends it from the inside: the token expires (a
+        # fresh `auth` moves it, so look again at least every STANDING_CHECK seconds), the
+        # account is deactivated or signed out everywhere (looked at as often), or the queue
         # overflows while the writer may be stuck on a full socket.
         while (left := self.expires - time.time()) > 0:
             try:
-                async with asyncio.timeout(min(left, 30)):
+                async with asyncio.timeout(min(left, STANDING_CHECK)):
                     await self.outgoing.overflowed()
             except TimeoutError:
+                try:
+                    self.principal = await self.hub.standings.ensure(self.principal)
+                except Unauthenticated as exc:
+                    await close(self.hub, self.websocket, Close.UNAUTHENTICATED, exc.detail)
+                    return
+                except Exception as exc:  # the database away: the session stands meanwhile
+                    log.warning("standing of %s not checked: %r", self.principal, exc)
                 continue
             raise TooSlow()
         await close(self.hub, self.websocket, Close.UNAUTHENTICATED, "token expired")

@@ -12,12 +12,20 @@ from hub.protocol import Close
 from hub.runtime import Hub
 from hub.state import State
 from hub.ws.commands import ready
-from hub.ws.connection import Connection, ResyncFailed, close
+from hub.ws.connection import (
+    Connection,
+    NotText,
+    RateLimited,
+    ResyncFailed,
+    close,
+    receive_text,
+)
 from hub.ws.queue import TooSlow
 
 log = logging.getLogger("hub.ws")
 AUTH_TIMEOUT = 5.0
 MAX_CONNECTIONS = 10  # per user, per process
+TEXT_ONLY = "JSON text frames only"
 
 
 async def endpoint(websocket: WebSocket[State]) -> None:
@@ -45,6 +53,8 @@ async def endpoint(websocket: WebSocket[State]) -> None:
             await connection.close_subscriptions()
     except WebSocketDisconnect:
         return
+    except NotText:
+        await close(hub, websocket, Close.POLICY, TEXT_ONLY)
     except Exception:  # never let one escape: the client would see a bare 1006
         log.exception("WebSocket connection failed")
         if websocket.application_state is not WebSocketState.DISCONNECTED:
@@ -55,7 +65,7 @@ async def endpoint(websocket: WebSocket[State]) -> None:
 async def _authenticate(hub: Hub, websocket: WebSocket[State]) -> Connection | None:
     try:
         async with asyncio.timeout(AUTH_TIMEOUT):
-            text = await websocket.receive_text()
+            text = await receive_text(websocket)
     except TimeoutError:
         await close(hub, websocket, Close.AUTH_TIMEOUT, "authenticate first")
         return None
@@ -64,6 +74,7 @@ async def _authenticate(hub: Hub, websocket: WebSocket[State]) -> Connection | N
         if command["type"] != "auth":
             raise Unauthenticated("the first message must be auth")
         principal, expires = hub.tokens.decode(command["token"])
+        principal = await hub.standings.ensure(principal)
     except HubError as exc:
         await close(hub, websocket, Close.UNAUTHENTICATED, exc.detail[:120])
         return None
@@ -81,24 +92,27 @@ async def _serve(connection: Connection) -> None:
     except* WebSocketDisconnect:
         pass
     except* TooSlow:
-        await _try_again_later(connection, "too slow: resync")
+        await _close_after_queued(connection, Close.TRY_AGAIN_LATER, "too slow: resync")
     except* ResyncFailed:
-        await _try_again_later(connection, "resync failed: watch again")
+        await _close_after_queued(connection, Close.TRY_AGAIN_LATER, "resync failed: watch again")
+    except* RateLimited:
+        await _close_after_queued(connection, Close.RATE_LIMITED, "rate limited")
+    except* NotText:
+        await _close_after_queued(connection, Close.POLICY, TEXT_ONLY)
 
 
-async def _try_again_later(connection: Connection, reason: str) -> None:
-    # What is still queued (the error saying why) goes first, then the close frame; both
-    # wait behind what the client has not read: give them a moment.
+async def _close_after_queued(connection: Connection, code: Close, reason: str) -> None:
+    # What is still queued (replies, the error saying why) goes first, then the close frame;
+    # both wait behind what the client has not read: give them a moment.
     with contextlib.suppress(Exception):
         async with asyncio.timeout(10):
             await connection.outgoing.flush(connection.websocket.send_text)
-            await close(connection.hub, connection.websocket, Close.TRY_AGAIN_LATER, reason)
+            await close(connection.hub, connection.websocket, code, reason)
 
 
 def _origin_allowed(websocket: WebSocket[State], allowed: tuple[str, ...]) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:  # not a browser: scripts and services carry a token instead
         return True
-    host = websocket.headers.get("host", "")
-    same = origin.split("://", 1)[-1] == host
-    return same or origin in allowed
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return origin in (f"{scheme}://{websocket.headers.get('host', '')}", *allowed)

@@ -7,8 +7,11 @@ from itertools import count
 from hub import events, protocol
 from hub.protocol import ServerMessage
 
-# Queued frames per connection before a slow reader is closed (1013): room for a full replay.
+# Queued frames per connection before a slow reader is closed (1013): room for a full replay;
+# and queued bytes, room for a few of the largest snapshots (31 days of 5-minute slots is
+# about 1 MiB), so no client that stops reading can hold more of the hub's memory.
 MAX_PENDING = 2 * events.KEEP + 100
+MAX_PENDING_BYTES = 4 * 1024 * 1024
 
 
 class TooSlow(Exception):
@@ -19,9 +22,11 @@ class Outgoing:
     """A connection's outgoing frames, in order and bounded. A slot event for a slot whose
     previous state the reader has not taken yet replaces it in place, marked `collapsed`."""
 
-    def __init__(self, limit: int = MAX_PENDING) -> None:
+    def __init__(self, limit: int = MAX_PENDING, limit_bytes: int = MAX_PENDING_BYTES) -> None:
         self._limit = limit
-        self._pending: dict[object, ServerMessage] = {}  # insertion-ordered
+        self._limit_bytes = limit_bytes
+        self._pending: dict[object, str] = {}  # frames as sent, insertion-ordered
+        self._bytes = 0
         self._serial = count()
         self._wake = asyncio.Event()
         self._overflow = asyncio.Event()
@@ -38,9 +43,12 @@ class Outgoing:
             if key in self._pending:
                 # The client applies it and takes its version as the newest seen.
                 message = {**message, "collapsed": True}
-        self._pending[key] = message
-        if len(self._pending) > self._limit:
+        frame = protocol.dump(message)
+        self._bytes += len(frame) - len(self._pending.get(key, ""))
+        self._pending[key] = frame
+        if len(self._pending) > self._limit or self._bytes > self._limit_bytes:
             self._pending.clear()  # memory stays bounded; the client resyncs when it returns
+            self._bytes = 0
             self._overflow.set()
         self._wake.set()
 
@@ -56,10 +64,11 @@ class Outgoing:
         send was cancelled (the connection ending) is still there for a last flush."""
         while self._pending:
             key = next(iter(self._pending))
-            message = self._pending[key]
-            await send(protocol.dump(message))
-            if self._pending.get(key) is message:  # not replaced by a newer state meanwhile
+            frame = self._pending[key]
+            await send(frame)
+            if self._pending.get(key) is frame:  # not replaced by a newer state meanwhile
                 del self._pending[key]
+                self._bytes -= len(frame)
 
     async def overflowed(self) -> None:
         """Return once the queue has overflowed (the drain may be stuck on a full socket)."""

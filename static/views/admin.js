@@ -1,6 +1,6 @@
 // Administration: specializations (add), doctors and patients.
 
-import { get, post } from '../api.js';
+import { get, post, put } from '../api.js';
 import { doctorName, personName } from '../labels.js';
 import { announce, clearFieldErrors, field, h, messageBox, plain, showFieldErrors, syncLiveActions, present } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
@@ -75,6 +75,10 @@ export const mount = defineView((view, ctx, life) => {
             ['Specialization', (d) => d.specialization && d.specialization.name],
             ['Email', (d) => d.email],
             ['Phone', (d) => d.phone],
+            ['Status', (d) => (!d.active ? 'Deactivated' : d.approved ? 'Approved' : 'Pending approval')],
+            ['Action', (d) => h('span', { class: 'actions' },
+              !d.approved && d.active ? action(`Approve ${doctorName(d)}`, 'Approve', `/doctors/${d.id}/approval`, { approved: true }) : null,
+              standing('doctors', d, doctorName(d)))],
           ],
           doctorList,
           'doctors-table',
@@ -88,6 +92,8 @@ export const mount = defineView((view, ctx, life) => {
             ['Email', (p) => p.email],
             ['Phone', (p) => p.phone],
             ['Born', (p) => p.date_of_birth],
+            ['Status', (p) => (p.active ? 'Active' : 'Deactivated')],
+            ['Action', (p) => standing('patients', p, personName(p))],
           ],
           patientList,
           'patients-table',
@@ -96,6 +102,29 @@ export const mount = defineView((view, ctx, life) => {
     } catch (error) {
       if (!life.disposed) message.error(`The lists could not be loaded. ${plain(error)}`);
     }
+  }
+
+  // A button that changes one account, then reloads the lists.
+  function action(label, text, path, body) {
+    const button = h('button', { type: 'button', class: 'secondary', 'aria-label': label, dataset: { needsLive: '' } }, text);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await put(path, body);
+        announce(`${label}: done.`);
+        await loadPeople();
+      } catch (error) {
+        message.error(plain(error));
+        button.disabled = false;
+      }
+    });
+    return button;
+  }
+
+  function standing(kind, person, name) {
+    return person.active
+      ? action(`Deactivate ${name}`, 'Deactivate', `/${kind}/${person.id}/active`, { active: false })
+      : action(`Reactivate ${name}`, 'Reactivate', `/${kind}/${person.id}/active`, { active: true });
   }
 
   form.addEventListener('submit', async (event) => {

@@ -90,7 +90,7 @@ export function holdPanel(page) {
         const command = { type: 'book', idempotency_key: hold.idempotency };
         if (hold.direct) Object.assign(command, { doctor_id: state.doctorId, start: isoUtc(hold.start) });
         else command.hold_id = hold.id;
-        reply = await live.send(command);
+        reply = await sendUntilAnswered(command);
       }
       if (life.disposed) return;
       const appointment = reply.appointment;
@@ -123,6 +123,25 @@ export function holdPanel(page) {
     render();
     const focus = element.querySelector('.after-book, .confirm');
     if (focus) focus.focus();
+  }
+
+  // A booking whose answer was lost (the connection dropped, the hub or its database was
+  // away) is sent again with the same idempotency key once the connection is back: if it had
+  // committed, the hub answers with that appointment instead of "taken".
+  async function sendUntilAnswered(command, attempts = 4) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await live.send(command);
+      } catch (error) {
+        const lost = ['offline', 'timeout', 'unavailable', 'holds_unavailable'].includes(error.code);
+        if (!lost || attempt >= attempts || life.disposed) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+        const until = Date.now() + 30000; // back within half a minute, or the error shows
+        while (!live.isLive && !life.disposed && Date.now() < until) {
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
+    }
   }
 
   async function release({ quiet = false } = {}) {

@@ -1,0 +1,51 @@
+"""What the hub's log holds back: a flood of one line.
+
+A fault that repeats in a tight loop (a full file-descriptor table made the accept loop log
+`Too many open files` thousands of times a second: 165 MB in a minute) must not fill the disk.
+`Flood` lets each kind of line (its logger, level and message template, whatever the values)
+through `BURST` times per `WINDOW` seconds; the rest are counted, and the next line of that
+kind to pass says how many were held back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+BURST = 10
+WINDOW = 60.0
+WATCHED = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+
+
+class Flood(logging.Filter):
+    def __init__(self, burst: int = BURST, window: float = WINDOW) -> None:
+        super().__init__()
+        self._burst, self._window = burst, window
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # kind: [window start, passed]
+        self._held: dict[tuple[str, int, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        window = self._seen.get(kind)
+        if window is None or now - window[0] >= self._window:
+            if len(self._seen) > 10_000:  # a bound on the kinds remembered
+                self._seen.clear()
+            window = self._seen[kind] = [now, 0]
+        if window[1] >= self._burst:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return False
+        window[1] += 1
+        if held := self._held.pop(kind, 0):
+            record.msg = f"{record.msg} ({held} more like this held back)"
+        return True
+
+
+def hold_back_floods() -> None:
+    """Put one `Flood` on every handler of the loggers the hub and uvicorn write to (once)."""
+    handlers = [h for name in WATCHED for h in logging.getLogger(name).handlers]
+    if any(isinstance(f, Flood) for h in handlers for f in h.filters):
+        return
+    flood = Flood()
+    for handler in handlers:
+        handler.addFilter(flood)
