@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,24 +105,50 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
     print(f"schema at revision {db.head_revision(settings.database_url)}")
 
 
-def _create_admin(settings: Settings, args: argparse.Namespace) -> None:
-    password = os.environ.get("HUB_ADMIN_PASSWORD") or getpass.getpass("password: ")
+Create = Callable[[db.SessionFactory, Passwords, str], Awaitable[Any]]
+
+
+def _create_account(settings: Settings, role: str, email: str, create: Create) -> None:
+    # create-admin and create-staff: the password from HUB_<ROLE>_PASSWORD or a prompt, the
+    # schema brought up to date, the account made.
+    password = os.environ.get(f"HUB_{role.upper()}_PASSWORD") or getpass.getpass("password: ")
     if len(password) < 8:
-        raise ConfigError("the admin password needs at least 8 characters")
+        raise ConfigError(f"the {role} password needs at least 8 characters")
     db.migrate(settings.database_url)
 
-    async def create() -> int:
+    async def run() -> int:
         engine = db.create_engine(settings.database_url)
         try:
             passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
-            admin = await accounts.create_admin(
-                db.session_factory(engine), passwords, args.email, password
-            )
-            return admin.id
+            row = await create(db.session_factory(engine), passwords, password)
+            return int(row.id)
         finally:
             await engine.dispose()
 
-    print(f"admin {args.email} created with id {asyncio.run(create())}")
+    print(f"{role} {email} created with id {asyncio.run(run())}")
+
+
+def _create_admin(settings: Settings, args: argparse.Namespace) -> None:
+    _create_account(
+        settings,
+        "admin",
+        args.email,
+        lambda sessions, passwords, password: accounts.create_admin(
+            sessions, passwords, args.email, password
+        ),
+    )
+
+
+def _create_staff(settings: Settings, args: argparse.Namespace) -> None:
+    names = (args.first_name, args.last_name)
+    _create_account(
+        settings,
+        "staff",
+        args.email,
+        lambda sessions, passwords, password: accounts.create_staff(
+            sessions, passwords, args.email, password, names
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     admin.add_argument("--email", required=True)
     admin.set_defaults(run=_create_admin)
+    staff = commands.add_parser(
+        "create-staff",
+        help="create a front-desk account (password from HUB_STAFF_PASSWORD or a prompt)",
+    )
+    staff.add_argument("--email", required=True)
+    staff.add_argument("--first-name", default="Front")
+    staff.add_argument("--last-name", default="Desk")
+    staff.set_defaults(run=_create_staff)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in {*commands.choices, "-h", "--help", "--version"}:
         argv = ["serve", *argv]

@@ -4,6 +4,9 @@ Services ask these and raise `Forbidden` themselves; `tests/test_access.py` walk
 and command for every kind of caller and pins what these rules allow.
 
     admin                     everything
+    staff (the front desk)    finds patients and sees what scheduling needs of them (name,
+                              date of birth, contact); registers them; books, moves and
+                              cancels for any patient; reads every doctor's appointments
     patient                   their own record, appointments and holds
     doctor                    their own record, hours and appointments; once approved,
                               read-only, the record of a patient who has an appointment (not
@@ -35,9 +38,27 @@ def manages_doctor(caller: Principal | None, doctor_id: int) -> bool:
 
 
 def party_to(caller: Principal | None, *, doctor_id: int, patient_id: int) -> bool:
-    """An appointment's patient, its doctor, or an admin: may read it and its history, see who
-    booked its slot, cancel and reschedule it (the patient within the doctor's cutoff)."""
-    return manages_patient(caller, patient_id) or manages_doctor(caller, doctor_id)
+    """An appointment's patient, its doctor, the front desk, or an admin: may read it and its
+    history, see who booked its slot, cancel and reschedule it (the patient within the
+    doctor's cutoff)."""
+    return (
+        manages_patient(caller, patient_id) or manages_doctor(caller, doctor_id) or is_staff(caller)
+    )
+
+
+def is_staff(caller: Principal | None) -> bool:
+    """The front desk: schedules for every patient and doctor."""
+    return caller is not None and caller.role is Role.staff
+
+
+def books_for(caller: Principal | None, *, patient_id: int, doctor_id: int) -> bool:
+    """Who may book for a patient: the patient themselves, the front desk, and a doctor in
+    their own calendar."""
+    return (
+        (caller is not None and caller.is_(Role.patient, patient_id))
+        or is_staff(caller)
+        or (caller is not None and caller.is_(Role.doctor, doctor_id))
+    )
 
 
 def is_doctor(caller: Principal | None) -> bool:
@@ -47,8 +68,9 @@ def is_doctor(caller: Principal | None) -> bool:
 
 
 def has_feed(caller: Principal) -> bool:
-    """Patients and doctors get their appointments' events pushed; admins have no feed."""
-    return caller.role is not Role.admin
+    """Patients and doctors get their appointments' events pushed; admins and staff have no
+    feed (they watch doctors' calendars)."""
+    return caller.role in (Role.patient, Role.doctor)
 
 
 def ensure(allowed: bool, refusal: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -7,7 +8,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import TypeVar
 
-from sqlalchemy import Exists, exists, func, select
+from sqlalchemy import ColumnElement, Exists, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -17,15 +18,16 @@ from hub.auth import Passwords, Principal, Role, Token, Tokens, require
 from hub.constraints import duplicates, lacks_parent
 from hub.db import SessionFactory
 from hub.errors import EmailTaken, Forbidden, InvalidCredentials, InvalidInput, NotFound
-from hub.models import Admin, Appointment, Doctor, Gender, Patient, Specialization
+from hub.models import Admin, Appointment, Doctor, Gender, Patient, Specialization, Staff
 from hub.schedules import new_schedule
 
 Account = TypeVar("Account", Patient, Doctor)
-Row = TypeVar("Row", Patient, Doctor, Admin)
-TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin]] = {
+Row = TypeVar("Row", Patient, Doctor, Admin, Staff)
+TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin] | type[Staff]] = {
     Role.patient: Patient,
     Role.doctor: Doctor,
     Role.admin: Admin,
+    Role.staff: Staff,
 }
 ROLES = {table: role for role, table in TABLES.items()}
 
@@ -130,12 +132,67 @@ async def create_admin(
     return await _insert(sessions, admin)
 
 
+async def register_at_desk(
+    sessions: SessionFactory, passwords: Passwords, principal: Principal | None, person: NewPerson
+) -> Patient:
+    """A patient the front desk (or an admin) registers: with a password nobody knows, until
+    the patient sets their own."""
+    require(principal, Role.staff, Role.admin)
+    return await register_patient(sessions, passwords, person)
+
+
+async def add_staff(
+    sessions: SessionFactory,
+    passwords: Passwords,
+    principal: Principal | None,
+    email: str,
+    password: str,
+    names: tuple[str, str],
+) -> Staff:
+    """A new front-desk account, by an admin."""
+    require(principal, Role.admin)
+    return await create_staff(sessions, passwords, email, password, names)
+
+
+async def create_staff(
+    sessions: SessionFactory,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    names: tuple[str, str],
+) -> Staff:
+    """A new front-desk account (the CLI's `create-staff`, which needs no admin)."""
+    first, last = names
+    hashed = await passwords.hash(password)
+    row = Staff(email=email.lower(), password_hash=hashed, first_name=first, last_name=last)
+    return await _insert(sessions, row)
+
+
+async def list_staff(sessions: SessionFactory, principal: Principal | None) -> Sequence[Staff]:
+    """Every front-desk account: for admins."""
+    require(principal, Role.admin)
+    async with sessions() as session:
+        return (await session.scalars(select(Staff).order_by(Staff.id))).all()
+
+
+async def get_staff(sessions: SessionFactory, principal: Principal | None) -> Staff:
+    """The signed-in front-desk account."""
+    caller = require(principal, Role.staff)
+    async with sessions() as session:
+        row = await session.get(Staff, caller.id)
+    if row is None:
+        raise NotFound(f"staff {caller.id} not found")
+    return row
+
+
 async def get_patient(sessions: SessionFactory, principal: Principal | None, pid: int) -> Patient:
-    """A patient record: for that patient, admins, and doctors they have appointments with."""
+    """A patient record: for that patient, admins, the front desk (the edge shows it what
+    scheduling needs), and doctors they have appointments with."""
     caller = require(principal)
     async with sessions() as session:
         access.ensure(
             access.manages_patient(caller, pid)
+            or access.is_staff(caller)
             or (access.is_doctor(caller) and await _treats(session, caller.id, pid)),
             "you may not read this patient's record",
         )
@@ -145,10 +202,21 @@ async def get_patient(sessions: SessionFactory, principal: Principal | None, pid
     return patient
 
 
-async def list_patients(sessions: SessionFactory, principal: Principal | None) -> Sequence[Patient]:
-    """All patients for admins; a doctor's own patients for a doctor."""
-    caller = require(principal, Role.admin, Role.doctor)
-    query = select(Patient).order_by(Patient.id)
+async def list_patients(
+    sessions: SessionFactory, principal: Principal | None, search: str | None = None
+) -> Sequence[Patient]:
+    """All patients for admins; a doctor's own patients for a doctor; for the front desk, at
+    most 50 whose name, email, phone or date of birth (YYYY-MM-DD) matches `search` (words
+    in any order; each at least 2 characters). Admins may search too."""
+    caller = require(principal, Role.admin, Role.doctor, Role.staff)
+    query = select(Patient).where(Patient.active.is_(True)).order_by(Patient.id)
+    if caller.role is Role.staff and not search:
+        raise InvalidInput(
+            "search by name, email, phone or date of birth",
+            [{"field": "q", "message": "what to look for, at least 2 characters"}],
+        )
+    if search:
+        query = query.where(*_matching(search)).limit(SEARCH_LIMIT)
     if caller.role is Role.doctor:  # their own patients, once approved
         if not access.is_doctor(caller):
             return []
@@ -238,7 +306,7 @@ async def set_standing(
     require(principal, Role.admin)
     table = TABLES[role]
     async with sessions.begin() as session:
-        row: Patient | Doctor | Admin | None = await session.get(
+        row: Patient | Doctor | Admin | Staff | None = await session.get(
             table, account_id, with_for_update=True
         )
         if row is None:
@@ -256,12 +324,39 @@ async def end_sessions(sessions: SessionFactory, principal: Principal | None) ->
     caller = require(principal)
     table = TABLES[caller.role]
     async with sessions.begin() as session:
-        row: Patient | Doctor | Admin | None = await session.get(
+        row: Patient | Doctor | Admin | Staff | None = await session.get(
             table, caller.id, with_for_update=True
         )
         if row is None:
             raise NotFound(f"{caller.role} {caller.id} not found")
         row.session_epoch += 1
+
+
+SEARCH_LIMIT = 50
+
+
+def _matching(search: str) -> list[ColumnElement[bool]]:
+    words = [w for w in search.split() if len(w) >= 2][:5]
+    if not words:
+        raise InvalidInput(
+            "search with at least 2 characters",
+            [{"field": "q", "message": "at least 2 characters"}],
+        )
+    conditions = []
+    for word in words:
+        like = f"%{word.lower().replace('%', '').replace('_', '')}%"
+        digits = "".join(ch for ch in word if ch.isdigit())
+        either: list[ColumnElement[bool]] = [
+            func.lower(Patient.first_name).like(like),
+            func.lower(Patient.last_name).like(like),
+            func.lower(Patient.email).like(like),
+        ]
+        if len(digits) >= 4:
+            either.append(func.replace(Patient.phone, " ", "").like(f"%{digits}%"))
+        with contextlib.suppress(ValueError):
+            either.append(Patient.date_of_birth == date.fromisoformat(word))
+        conditions.append(or_(*either))
+    return conditions
 
 
 def _treated_by(doctor_id: int) -> Exists:

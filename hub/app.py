@@ -19,7 +19,16 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from hub import db, logs, ws
-from hub.api import accounts, appointments, audit, docs, schedules, signin, specializations
+from hub.api import (
+    accounts,
+    appointments,
+    audit,
+    docs,
+    schedules,
+    signin,
+    specializations,
+    visits,
+)
 from hub.api.endpoint import Endpoint, http_error, routes, server_error
 from hub.clock import Clock, utcnow
 from hub.config import Settings
@@ -35,6 +44,7 @@ STATIC = PACKAGED if PACKAGED.is_dir() else PACKAGED.parent.parent / "static"
 ENDPOINTS: list[Endpoint[Any, Any]] = [
     *accounts.ENDPOINTS,
     *schedules.ENDPOINTS,
+    *visits.ENDPOINTS,
     *specializations.ENDPOINTS,
     *appointments.ENDPOINTS,
     *audit.ENDPOINTS,

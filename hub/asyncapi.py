@@ -54,3 +54,8 @@ def document() -> dict[str, Any]:
         },
         "components": {"messages": messages, "schemas": schemas},
     }
+
+
+def served_at(document: dict[str, Any], host: str, secure: bool) -> dict[str, Any]:
+    """`document` naming the server a client reached it at: its Host, over ws or wss."""
+    return {**document, "servers": {"hub": {"host": host, "protocol": "wss" if secure else "ws"}}}

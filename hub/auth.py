@@ -24,6 +24,12 @@ class Role(enum.StrEnum):
     patient = "patient"
     doctor = "doctor"
     admin = "admin"
+    staff = "staff"  # the front desk
+
+    @property
+    def path(self) -> str:
+        """Where this role's accounts live in the REST API: /patients, /doctors, /admins, /staff."""
+        return "/staff" if self is Role.staff else f"/{self.value}s"
 
 
 @dataclass(frozen=True, slots=True)

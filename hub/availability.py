@@ -47,6 +47,10 @@ class Availability:
     notice_minutes: int = 60
     horizon_days: int = 90
     overrides: tuple[Override, ...] = field(default=())
+    # A visit type's length and the buffer after it, when it is not one slot (hub.visits):
+    # what must fit at a start; the grid of starts stays the slots'.
+    visit_minutes: int | None = None
+    visit_buffer: int = 0
 
     @cached_property
     def zone(self) -> ZoneInfo:
@@ -55,6 +59,16 @@ class Availability:
     @property
     def slot(self) -> timedelta:
         return timedelta(minutes=self.slot_minutes)
+
+    @property
+    def length(self) -> timedelta:
+        """How long a visit lasts: its type's minutes, or one slot."""
+        return timedelta(minutes=self.visit_minutes or self.slot_minutes)
+
+    @property
+    def span(self) -> timedelta:
+        """The time a visit takes from the calendar: its length and its buffer."""
+        return self.length + timedelta(minutes=self.visit_buffer)
 
     @property
     def step(self) -> timedelta:
@@ -99,6 +113,7 @@ def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
     A start that does not exist (the spring-forward gap) is skipped, an ambiguous one (the
     repeated hour) is taken once, and no slot overlaps another or runs past the close."""
     zone, slot, step = availability.zone, availability.slot, availability.step
+    span = availability.span
     midnight = datetime.combine(day, time(0))
     offset = zone.utcoffset(midnight)
     if offset is not None and offset == zone.utcoffset(midnight + timedelta(days=1)):
@@ -106,7 +121,7 @@ def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
         for interval in availability.intervals_on(day):
             wall = datetime.combine(day, interval.start)
             close = _close(day, interval)
-            while wall + slot <= close:
+            while wall + span <= close:
                 yield (wall - offset).replace(tzinfo=UTC)
                 wall += step
         return
@@ -114,18 +129,17 @@ def day_starts(availability: Availability, day: date) -> Iterator[datetime]:
         wall = datetime.combine(day, interval.start)
         close = _close(day, interval)
         busy_until = None
-        while wall + slot <= close:
+        while wall + min(slot, span) <= close:
             instant = _to_utc(wall, zone)
             # A slot lasts its length in real time. Across a change its wall-clock end moves,
             # so it must still end by the close, and the next start must not fall inside it.
             if instant is not None and (busy_until is None or instant >= busy_until):
-                end = instant + slot
                 # Read its last moment on the wall clock: an end that coincides with a jump
                 # forward shows the later wall time although it is the same instant.
-                last = end - timedelta(microseconds=1)
+                last = instant + span - timedelta(microseconds=1)
                 if last.astimezone(zone).replace(tzinfo=None) < close:
                     yield instant
-                    busy_until = end
+                    busy_until = instant + slot
             wall += step
 
 
@@ -158,13 +172,15 @@ def calendar(
 ) -> list[Slot]:
     """Every offered slot on local dates first..last with its state. A slot is booked when
     an active appointment overlaps it (appointments may predate a change of slot length),
-    held when a live hold names its start, and free otherwise."""
+    held when a live hold names its start, and free otherwise. With a visit type, a slot
+    lasts the type's length, and it is booked when its span (length and buffer) meets the
+    time an appointment takes (`booked` gives each with its buffer)."""
     taken = sorted(booked)
-    slot = availability.slot
+    length, span = availability.length, availability.span
     slots: list[Slot] = []
     index = 0
     for start in offered(availability, first, last, now):
-        end = start + slot
+        end = start + span
         while index < len(taken) and taken[index][1] <= start:
             index += 1
         busy = False
@@ -173,7 +189,7 @@ def calendar(
                 break
             busy = start < taken_end
         state: SlotState = "booked" if busy else "held" if start in held else "free"
-        slots.append(Slot(start, end, state))
+        slots.append(Slot(start, start + length, state))
     return slots
 
 
@@ -181,7 +197,7 @@ def covers(availability: Availability, start: datetime) -> bool:
     """Whether `start` is a slot start of the doctor's hours (notice and horizon aside)."""
     start = start.astimezone(UTC)
     day = availability.local_day(start)
-    zone, slot, step = availability.zone, availability.slot, availability.step
+    zone, span, step = availability.zone, availability.span, availability.step
     midnight = datetime.combine(day, time(0))
     offset = zone.utcoffset(midnight)
     if offset is None or offset != zone.utcoffset(midnight + timedelta(days=1)):
@@ -190,7 +206,7 @@ def covers(availability: Availability, start: datetime) -> bool:
     wall = start.replace(tzinfo=None) + offset
     for interval in availability.intervals_on(day):
         first = datetime.combine(day, interval.start)
-        if first <= wall and wall + slot <= _close(day, interval) and (wall - first) % step == ZERO:
+        if first <= wall and wall + span <= _close(day, interval) and (wall - first) % step == ZERO:
             return True
     return False
 

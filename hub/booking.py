@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import access, appointments, availability, events, idempotency, ledger, schedules
+from hub import access, appointments, availability, events, idempotency, ledger, schedules, visits
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import (
+    AlreadyBooked,
     HoldExpired,
     HoldsUnavailable,
     InvalidInput,
@@ -21,7 +23,7 @@ from hub.errors import (
 )
 from hub.holds import Hold, HoldStore, SlotHeld
 from hub.idempotency import KEY_LIFETIME, Key, Replayed
-from hub.models import Appointment, Doctor, Patient
+from hub.models import Appointment, Doctor, Patient, Status
 from hub.relay import Relay
 
 log = logging.getLogger("hub.booking")
@@ -85,17 +87,27 @@ class Booking:
         start: datetime,
         *,
         address: str | None = None,
+        moving: int | None = None,
+        visit_type_id: int | None = None,
     ) -> Hold:
         """Hold a free slot for the calling patient for a short time while they confirm; the
         live holds of one patient, and of one client `address` whichever accounts hold them,
-        are capped (a few accounts cannot squat a doctor's day)."""
+        are capped (a few accounts cannot squat a doctor's day). A hold the booking would
+        refuse is refused now: AlreadyBooked when the doctor takes one upcoming appointment
+        per patient and the patient has one (unless it is the appointment `moving` there)."""
         caller = require(principal, Role.patient)
         async with self._sessions() as session:
             await ledger.bookable_doctor(session, doctor_id)
-            hours = await schedules.load(session, doctor_id)
-            start = availability.check_offered(hours, start, self._clock())
-            if await events.is_booked(session, doctor_id, start):
+            row = await schedules.load_row(session, doctor_id)
+            now = self._clock()
+            visit, hours = await visits.chosen(
+                session, doctor_id, schedules.availability_of(row), visit_type_id, caller
+            )
+            start = availability.check_offered(hours, start, now)
+            if not await visits.is_free(session, doctor_id, start, visit):
                 raise SlotTaken("this slot is already booked")
+            if schedules.policy_of(row).one_per_patient:
+                await _refuse_a_second(session, caller.id, doctor_id, now, moving)
         current = await self._holds.holder(doctor_id, start)
         if current is not None and current.patient_id == caller.id:
             return current  # holding it already: the same hold, not a second one
@@ -132,26 +144,54 @@ class Booking:
         patient_id: int | None = None,
         hold_id: str | None = None,
         idempotency_key: str | None = None,
+        visit_type_id: int | None = None,
+        reason: str | None = None,
     ) -> tuple[Appointment, bool]:
-        """Book a slot for the calling patient, from their hold or directly. Returns the
-        appointment and whether it is the replay of an earlier request with the same key."""
-        caller = require(principal, Role.patient)
-        access.ensure(patient_id in (None, caller.id), "a patient books only for themselves")
-        target = _target(caller.id, doctor_id, start, hold_id)
+        """Book a slot for the calling patient (or, by the front desk or a doctor in their own
+        calendar, for `patient_id`), from a hold or directly. Returns the appointment and
+        whether it is the replay of an earlier request with the same key."""
+        caller = require(principal, Role.patient, Role.staff, Role.doctor)
+        if caller.role is Role.doctor and doctor_id is not None:
+            access.ensure(
+                access.manages_doctor(caller, doctor_id),
+                "a doctor books only in their own calendar",
+            )
+        if caller.role is Role.patient:
+            access.ensure(patient_id in (None, caller.id), "a patient books only for themselves")
+            patient_id = caller.id
+        elif patient_id is None:
+            raise InvalidInput(
+                "say which patient this booking is for",
+                [{"field": "patient_id", "message": "required when booking for a patient"}],
+            )
+        patient = Principal(Role.patient, patient_id)
+        target = _target(patient.id, doctor_id, start, hold_id)
+        access.ensure(
+            access.books_for(caller, patient_id=patient.id, doctor_id=target.doctor_id),
+            "a doctor books only in their own calendar",
+        )
         key = None
         if idempotency_key is not None:
-            key = Key.of(caller.id, idempotency_key, target.doctor_id, target.start, hold_id)
+            key = Key.of(patient.id, idempotency_key, target.doctor_id, target.start, hold_id)
             first = await idempotency.replay(self._sessions, key)
             if first is not None:
                 return await self._get(first), True
 
         async def write(session: AsyncSession, start: datetime) -> Appointment:
             return await ledger.enter(
-                session, caller, target.doctor_id, start, self._clock(), key=key
+                session,
+                patient,
+                target.doctor_id,
+                start,
+                self._clock(),
+                key=key,
+                by=caller,
+                visit_type_id=visit_type_id,
+                reason=reason,
             )
 
         try:
-            return await self._claimed(caller.id, target, write), False
+            return await self._claimed(patient.id, target, write), False
         except Replayed:
             assert key is not None
             # A concurrent request with this key committed first: its appointment, or 422
@@ -167,10 +207,12 @@ class Booking:
         appointment_id: int,
         start: datetime | None,
         hold_id: str | None = None,
+        visit_type_id: int | None = None,
     ) -> Appointment:
         """Move an appointment to another start or to a held slot (exactly one of them) of
         the same doctor in one transaction: the patient ends with the old appointment or the
-        new one, never both, never neither."""
+        new one, never both, never neither. It keeps its visit type (unless `visit_type_id`
+        names another) and its reason."""
         if (start is None) == (hold_id is None):
             raise InvalidInput(
                 "give exactly one of start and hold_id",
@@ -198,7 +240,15 @@ class Booking:
             await session.flush()  # frees the old start for the patient's UNIQUE key
             await events.record_slot(session, old.doctor_id, old.start_at, "free")
             return await ledger.enter(
-                session, patient, old.doctor_id, start, now, moved_from=current.id, by=caller
+                session,
+                patient,
+                old.doctor_id,
+                start,
+                now,
+                moved_from=current.id,
+                by=caller,
+                visit_type_id=visit_type_id or current.visit_type_id,
+                reason=current.reason,
             )
 
         return await self._claimed(old.patient_id, target, move)
@@ -272,6 +322,20 @@ def _target(
             [{"field": "hold_id", "message": "does not match doctor_id and start"}],
         )
     return Target(hold.doctor_id, hold.start, hold)
+
+
+async def _refuse_a_second(
+    session: AsyncSession, patient_id: int, doctor_id: int, now: datetime, moving: int | None
+) -> None:
+    upcoming = select(Appointment.id).where(
+        Appointment.doctor_id == doctor_id,
+        Appointment.patient_id == patient_id,
+        Appointment.status == Status.scheduled,
+        Appointment.start_at > now,
+        Appointment.id != (moving or 0),
+    )
+    if await session.scalar(upcoming.limit(1)) is not None:
+        raise AlreadyBooked("you already have an upcoming appointment with this doctor")
 
 
 async def _claim(

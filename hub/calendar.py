@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 
-from hub import access, availability, events, schedules
+from hub import access, availability, events, schedules, visits
 from hub.auth import Principal
 from hub.availability import Availability, Slot, SlotState
 from hub.clock import Clock, utcnow
@@ -15,6 +15,7 @@ from hub.db import SessionFactory
 from hub.errors import HoldsUnavailable, InvalidInput
 from hub.holds import HoldStore
 from hub.models import Appointment
+from hub.schedules import Policy
 
 MAX_DAYS = 31
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -75,6 +76,7 @@ class CalendarView:
     doctor_id: int
     timezone: str
     slots: tuple[SlotView, ...]
+    policy: Policy  # the doctor's booking rules: public, shown before a hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Layout:
     hours: Availability
     slots: list[Slot]
     active: dict[datetime, Appointment]
+    policy: Policy
 
 
 @dataclass(slots=True)
@@ -106,7 +109,7 @@ def _seen_by(
             out.append(SlotView(slot.start, slot.end, slot.state, row.id, row.patient_id))
         else:
             out.append(SlotView(slot.start, slot.end, slot.state))
-    return CalendarView(doctor_id, layout.hours.timezone, tuple(out))
+    return CalendarView(doctor_id, layout.hours.timezone, tuple(out), layout.policy)
 
 
 class Calendar:
@@ -120,11 +123,17 @@ class Calendar:
         self._batches: dict[tuple[int, date, date], _Batch] = {}
 
     async def view(
-        self, principal: Principal | None, doctor_id: int, window: Window
+        self,
+        principal: Principal | None,
+        doctor_id: int,
+        window: Window,
+        visit_type_id: int | None = None,
     ) -> CalendarView:
-        """Every offered slot of a doctor inside a window with its state (public); who booked
-        a slot only for that patient, the doctor and admins."""
-        return _seen_by(principal, doctor_id, window, await self.layout(doctor_id, *window.dates()))
+        """Every offered slot of a doctor inside a window with its state (public), for a visit
+        type (by default the first the caller may book: see `hub.visits.pick`); who booked a
+        slot only for that patient, the doctor and admins."""
+        layout = await self.layout(doctor_id, *window.dates(), visit_type_id, principal)
+        return _seen_by(principal, doctor_id, window, layout)
 
     async def snapshot(
         self, principal: Principal | None, doctor_id: int, window: Window
@@ -165,18 +174,34 @@ class Calendar:
         layout = await self.layout(doctor_id, day, day)
         return [slot.start for slot in layout.slots if slot.state == "free"]
 
-    async def layout(self, doctor_id: int, first: date, last: date) -> Layout:
-        """Every offered slot of a doctor on local dates first..last with its state, and the
-        active appointments by start."""
+    async def layout(
+        self,
+        doctor_id: int,
+        first: date,
+        last: date,
+        visit_type_id: int | None = None,
+        principal: Principal | None = None,
+    ) -> Layout:
+        """Every offered slot of a doctor on local dates first..last with its state, for a
+        visit type (by default the first online one), and the active appointments by start."""
         async with self._sessions() as session:
-            hours = await schedules.load(session, doctor_id)
+            row = await schedules.load_row(session, doctor_id)
+            policy = schedules.policy_of(row)
+            _, hours = await visits.chosen(
+                session,
+                doctor_id,
+                schedules.availability_of(row),
+                visit_type_id,
+                principal,
+                booking=False,
+            )
             now = self._clock()
             # Nothing is offered before now or past the horizon: clamp, which also keeps
             # far-off dates from overflowing.
             first = max(first, now.date() - timedelta(days=1))
             last = min(last, (now + timedelta(days=hours.horizon_days + 1)).date())
             if first > last:
-                return Layout(hours, [], {})
+                return Layout(hours, [], {}, policy)
             zone = hours.zone
             low = datetime.combine(first - timedelta(days=1), time(), tzinfo=zone)
             high = datetime.combine(last + timedelta(days=2), time(), tzinfo=zone)
@@ -193,8 +218,12 @@ class Calendar:
             held = set(await self._holds.held(doctor_id))
         except HoldsUnavailable:
             held = set()  # the calendar still shows what is booked
-        booked = [(row.start_at, row.end_at) for row in active.values()]
-        return Layout(hours, availability.calendar(hours, first, last, now, booked, held), active)
+        booked = [
+            (row.start_at, row.end_at + timedelta(minutes=row.buffer_minutes))
+            for row in active.values()
+        ]
+        slots = availability.calendar(hours, first, last, now, booked, held)
+        return Layout(hours, slots, active, policy)
 
 
 def _bound(name: str, text: str) -> Bound:

@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -25,11 +26,23 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+ROLES = ["patient", "doctor", "admin", "staff"]
+_A = {"patient": "a patient", "doctor": "a doctor", "admin": "an admin", "staff": "the front desk"}
+
 
 def login(base: str, role: str, email: str, password: str) -> str:
     body = urllib.parse.urlencode({"username": email, "password": password}).encode()
-    with urllib.request.urlopen(f"{base}/{role}s/login", body, timeout=10) as answer:
+    path = "/staff" if role == "staff" else f"/{role}s"
+    with urllib.request.urlopen(f"{base}{path}/login", body, timeout=10) as answer:
         return str(json.load(answer)["access_token"])
+
+
+def refused(role: str) -> str:
+    """What a 401 at sign-in means: each role signs in at its own door, so say the others."""
+    others = [r for r in ROLES if r != role]
+    accounts = " or ".join(_A[r] for r in others)
+    tries = " or ".join(f"--role {r}" for r in others)
+    return f"wrong email or password for {_A[role]}: is this {accounts}? try {tries}"
 
 
 async def _print_until_closed(ws: ClientConnection, seconds: float | None) -> None:
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--email", required=True)
-    parser.add_argument("--role", choices=["patient", "doctor", "admin"], default="patient")
+    parser.add_argument("--role", choices=ROLES, default="patient")
     commands = parser.add_subparsers(dest="command", required=True)
     watch = commands.add_parser("watch", help="print a doctor's live slot events")
     watch.add_argument("doctor_id", type=int)
@@ -136,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         token = login(args.url.rstrip("/"), args.role, args.email, password)
+    except urllib.error.HTTPError as exc:
+        reason = refused(args.role) if exc.code == 401 else str(exc)
+        print(f"hub.client: cannot sign in: {reason}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"hub.client: cannot sign in: {exc}", file=sys.stderr)
         return 2

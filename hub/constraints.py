@@ -6,6 +6,7 @@ from sqlalchemy.exc import IntegrityError
 
 DUPLICATE_KEY = 1062
 FOREIGN_KEY = {1216, 1452}  # no parent row: on insert or update of the child
+REFERENCED = {1217, 1451}  # a parent row children still name: on its delete
 # MariaDB names an unnamed UNIQUE key after its column, MySQL 8 after table.column, SQLite
 # lists table.column; a named one is uq_<table>_<column> (the convention of models.py).
 MYSQL_KEY = re.compile(r"for key '([^']+)'")
@@ -36,6 +37,14 @@ def lacks_parent(exc: IntegrityError, column: str) -> bool:
         return message == SQLITE_FOREIGN_KEY
     named = MYSQL_FOREIGN_KEY.search(message)
     return errno in FOREIGN_KEY and named is not None and named[1] == column
+
+
+def referenced(exc: IntegrityError) -> bool:
+    """Whether the database refused to delete a row that other rows still name."""
+    errno, message = _reason(exc)
+    if errno is None:
+        return message == SQLITE_FOREIGN_KEY
+    return errno in REFERENCED
 
 
 def _reason(exc: IntegrityError) -> tuple[int | None, str]:

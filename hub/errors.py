@@ -12,10 +12,12 @@ the HTTP status the REST edge answers with.
     ├── Unauthenticated            401 unauthenticated
     │   └── InvalidCredentials     401 invalid_credentials
     ├── Forbidden                  403 forbidden
+    │   └── FrontDeskOnly          403 front_desk_only
     ├── NotFound                   404 not_found
     ├── Conflict                   409 conflict
     │   ├── EmailTaken             409 email_taken
     │   ├── NameTaken              409 name_taken
+    │   ├── InUse                  409 in_use
     │   ├── SlotTaken              409 slot_taken
     │   ├── PatientBusy            409 patient_busy
     │   ├── AlreadyBooked          409 already_booked
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 class HubError(Exception):
@@ -100,6 +103,10 @@ class Forbidden(HubError):
     status = 403
 
 
+class FrontDeskOnly(Forbidden):
+    code = "front_desk_only"  # a visit type patients cannot book online
+
+
 class NotFound(HubError):
     code = "not_found"
     status = 404
@@ -116,6 +123,10 @@ class EmailTaken(Conflict):
 
 class NameTaken(Conflict):
     code = "name_taken"
+
+
+class InUse(Conflict):
+    code = "in_use"
 
 
 class SlotTaken(Conflict):
@@ -205,8 +216,65 @@ def problem(exc: HubError, names: Mapping[str, str] | None = None) -> Problem:
 
 
 def fields_of(exc: ValidationError, root: str) -> list[dict[str, str]]:
-    """Each problem pydantic found, as `{field, message}` (the dotted location, or `root`)."""
+    """Each problem pydantic found, as `{field, message}` (the dotted location, or `root`),
+    the message in plain words: never a pattern, a type's name or a field path."""
     return [
-        {"field": ".".join(str(p) for p in error["loc"]) or root, "message": error["msg"]}
+        {"field": ".".join(str(p) for p in error["loc"]) or root, "message": _plain(error)}
         for error in exc.errors(include_url=False, include_input=False)
     ]
+
+
+# What a field's pattern asks for, in words (a pattern itself tells a reader nothing).
+SHAPES = {
+    "phone": "Use digits, spaces and + ( ) . / -, 5 to 20 characters",
+    "hold_id": "Not a hold this hub gave out",
+    "date_of_birth": "Write the date as YYYY-MM-DD",
+}
+# pydantic's error types whose own words name no type, pattern or path, and what to say for
+# the ones that would; anything else is said generically.
+WORDS = {
+    "missing": "Required",
+    "extra_forbidden": "Not a field this request takes",
+    "string_type": "Must be text",
+    "bool_type": "Must be true or false",
+    "bool_parsing": "Must be true or false",
+    "int_type": "Must be a whole number",
+    "int_parsing": "Must be a whole number",
+    "int_from_float": "Must be a whole number",
+    "float_type": "Must be a number",
+    "list_type": "Must be a list",
+    "dict_type": "Must be an object",
+    "model_type": "Must be an object",
+    "model_attributes_type": "Must be an object",
+    "typed_dict_type": "Must be an object",
+    "none_required": "Must be empty",
+}
+PLAIN_AS_IS = {"enum", "literal_error", "greater_than_equal", "less_than_equal", "greater_than"}
+PLAIN_AS_IS |= {"less_than", "too_short", "too_long"}
+
+
+def _plain(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    name = names[-1] if names else ""
+    if kind == "string_pattern_mismatch":
+        return SHAPES.get(name, "Not in the expected form")
+    if kind == "string_too_short":
+        least = int(ctx.get("min_length", 1))
+        return "Required" if least <= 1 else f"At least {least} characters"
+    if kind == "string_too_long":
+        return f"At most {ctx.get('max_length')} characters"
+    if kind in ("value_error", "assertion_error"):
+        said = str(error["msg"]).split(", ", 1)[-1]  # without "Value error, "
+        return said.removeprefix("value is not a valid email address: ")
+    if kind in WORDS:
+        return WORDS[kind]
+    if kind.startswith("datetime") or kind == "timezone_aware":
+        return "Write a time with its offset, such as 2030-01-07T10:00:00Z"
+    if kind.startswith("date"):
+        return "Write the date as YYYY-MM-DD"
+    if kind.startswith("time"):
+        return "Write the time as HH:MM"
+    if kind in PLAIN_AS_IS:
+        return str(error["msg"]).replace("Input should", "Should")
+    return "Not a valid value"

@@ -135,6 +135,8 @@ async def record_appointment(
     late: bool | None = None,
     previous_id: int | None = None,
     patient_name: str | None = None,
+    by: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Write, in the caller's transaction, what happened to an appointment, for its doctor's
     and its patient's feeds (the doctor dashboard's push feed)."""
@@ -156,6 +158,10 @@ async def record_appointment(
         message["late"] = late
     if previous_id is not None:
         message["previous_id"] = previous_id
+    if by is not None:
+        message["by"] = by
+    if reason is not None:
+        message["reason"] = reason
     for channel in (feed_channel("doctor", row.doctor_id), feed_channel("patient", row.patient_id)):
         _outbox(session, OutboxEvent(channel=channel, payload=message))
 

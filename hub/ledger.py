@@ -7,7 +7,7 @@ from sqlalchemy import CursorResult, Table, and_, bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import appointments, availability, events, idempotency, schedules
+from hub import appointments, availability, events, idempotency, schedules, visits
 from hub.auth import Principal
 from hub.errors import AlreadyBooked, NotFound, PatientBusy, SlotTaken
 from hub.idempotency import Key
@@ -27,20 +27,27 @@ async def enter(
     key: Key | None = None,
     moved_from: int | None = None,
     by: Principal | None = None,
+    visit_type_id: int | None = None,
+    reason: str | None = None,
 ) -> Appointment:
     """Enter a new scheduled appointment of `patient` with a doctor, in the caller's
-    transaction: refused (NotOffered, SlotTaken, PatientBusy, AlreadyBooked) unless the start
-    is offered and free for both, recorded in its history, announced in the outbox, and
-    returned with its doctor and patient (their names) for the edges to show."""
+    transaction: refused (NotOffered, SlotTaken, PatientBusy, AlreadyBooked, FrontDeskOnly)
+    unless the start is offered for the visit type (`hub.visits.pick`) and free for both,
+    recorded in its history, announced in the outbox, and returned with its doctor and
+    patient (their names) for the edges to show. The database's occupancy (migration 0009)
+    refuses it if it overlaps another of the doctor's, buffers included."""
     # The schedule's lock keeps the hours still until commit and orders the doctor's
     # versions; the patient's serialises their own bookings, so the one-per-doctor rule
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
     row = await schedules.load_row(session, doctor_id, lock=True)
     patient_row = await _person(session, Patient, patient.id, lock=True)
     doctor_row = await bookable_doctor(session, doctor_id)
-    hours, policy = schedules.availability_of(row), schedules.policy_of(row)
+    policy = schedules.policy_of(row)
+    visit, hours = await visits.chosen(
+        session, doctor_id, schedules.availability_of(row), visit_type_id, by or patient
+    )
     availability.check_offered(hours, start, now)
-    end = start + hours.slot
+    end = start + hours.length
     await _refuse_clashes(
         session,
         doctor_id,
@@ -58,6 +65,9 @@ async def enter(
         "status": Status.scheduled,
         "late_cancel": False,
         "rescheduled_from_id": moved_from,
+        "visit_type_id": visit.id,
+        "buffer_minutes": visit.buffer_minutes,
+        "reason": reason,
         "created_at": now,
         "updated_at": now,
     }
@@ -182,8 +192,9 @@ async def _refuse_clashes(
 async def _conflict(
     session: AsyncSession, exc: IntegrityError, patient_id: int, start: datetime
 ) -> Exception:
-    # Which UNIQUE key a database reports first differs between engines; ask the rows.
-    if not any(key in str(exc.orig) for key in ("_slot", "appointments.")):
+    # Which UNIQUE key a database reports first differs between engines; ask the rows. The
+    # occupancy's key refuses an overlap (buffers included) that the clash query let by.
+    if not any(key in str(exc.orig) for key in ("_slot", "appointments.", "occupancy")):
         return exc
     mine = await session.scalar(
         select(Appointment.id).where(

@@ -11,7 +11,7 @@ from hub.appointments import PARTIES
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
-from hub.errors import InvalidTransition, NotFound
+from hub.errors import InvalidInput, InvalidTransition, NotFound
 from hub.models import Appointment, AppointmentEvent, Status
 from hub.relay import Relay
 
@@ -33,18 +33,28 @@ class Lifecycle:
         self, principal: Principal | None, appointment_id: int, reason: str | None = None
     ) -> Appointment:
         """Cancel a scheduled appointment: its patient (within the doctor's cutoff policy),
-        its doctor or an admin. The slot is free again at once."""
+        its doctor, the front desk (both giving the patient a reason) or an admin. The slot
+        is free again at once, and the patient's feed says who cancelled and why."""
         caller = require(principal)
+        reason = reason.strip() if reason else None
         doctor_id = await self._doctor_of(appointment_id)
 
         async def work(session: AsyncSession) -> Appointment:
             schedule = await schedules.load_row(session, doctor_id, lock=True)
             row = await _locked(session, appointment_id)
             access.ensure(_party(caller, row), "you may not cancel this appointment")
+            for_someone = caller.role in (Role.doctor, Role.staff)
+            if row.status is Status.scheduled and for_someone and not reason:
+                raise InvalidInput(
+                    "tell the patient why their appointment is cancelled",
+                    [{"field": "reason", "message": "required when you cancel for a patient"}],
+                )
             policy = schedules.policy_of(schedule)
             appointments.cancel(session, row, caller, policy, self._clock(), reason)
             await events.record_slot(session, row.doctor_id, row.start_at, "free")
-            await events.record_appointment(session, row, "cancelled", late=row.late_cancel)
+            await events.record_appointment(
+                session, row, "cancelled", late=row.late_cancel, by=caller.role, reason=reason
+            )
             return row
 
         return await self._commit(work)
@@ -110,21 +120,24 @@ class Lifecycle:
             return (await session.scalars(query)).all()
 
     async def for_patient(self, principal: Principal | None, pid: int) -> Sequence[Appointment]:
-        """A patient's appointments: for that patient and admins."""
+        """A patient's appointments: for that patient, the front desk and admins."""
         caller = require(principal)
         access.ensure(
-            access.manages_patient(caller, pid), "you may not read this patient's appointments"
+            access.manages_patient(caller, pid) or access.is_staff(caller),
+            "you may not read this patient's appointments",
         )
         return await self._list(Appointment.patient_id == pid)
 
     async def for_doctor(
         self, principal: Principal | None, did: int
     ) -> list[tuple[Appointment, bool]]:
-        """A doctor's appointments (for that doctor and admins), each with whether the
-        doctor's current hours no longer cover it (a change of hours never moves one)."""
+        """A doctor's appointments (for that doctor, the front desk and admins), each with
+        whether the doctor's current hours no longer cover it (a change of hours never moves
+        one)."""
         caller = require(principal)
         access.ensure(
-            access.manages_doctor(caller, did), "you may not read this doctor's appointments"
+            access.manages_doctor(caller, did) or access.is_staff(caller),
+            "you may not read this doctor's appointments",
         )
         async with self._sessions() as session:
             hours = await schedules.load(session, did)

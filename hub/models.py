@@ -134,6 +134,18 @@ class Doctor(Person, Base):
     approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
+class Staff(Account, Base):
+    """A receptionist: finds patients, registers them, books, moves and cancels for them."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(100), unique=True)
+    first_name: Mapped[str] = mapped_column(String(50))
+    last_name: Mapped[str] = mapped_column(String(50))
+    password_hash: Mapped[str] = mapped_column(String(255))
+
+
 class Admin(Account, Base):
     __tablename__ = "admins"
 
@@ -166,6 +178,13 @@ class Appointment(Timestamps, Base):
     rescheduled_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("appointments.id"), default=None
     )
+    # The visit type booked (None: the doctor's implicit one, or a type since removed), the
+    # idle time after it that the doctor's calendar keeps free, and the patient's reason.
+    visit_type_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visit_types.id", ondelete="SET NULL"), default=None
+    )
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reason: Mapped[str | None] = mapped_column(String(200), default=None)
     active: Mapped[int | None] = mapped_column(
         Integer, Computed("CASE WHEN status <> 'cancelled' THEN 1 ELSE NULL END", persisted=True)
     )
@@ -174,6 +193,52 @@ class Appointment(Timestamps, Base):
     # not loaded raises instead of querying behind the caller's back.
     doctor: Mapped[Doctor] = relationship(lazy="raise")
     patient: Mapped[Patient] = relationship(lazy="raise")
+
+
+class VisitType(Base):
+    """A kind of visit a doctor offers: its length, the idle time after it, and whether
+    patients book it online (or only the front desk and the doctor). A doctor without any
+    has one implicit type as long as their slots (hub.visits)."""
+
+    __tablename__ = "visit_types"
+    __table_args__ = (
+        CheckConstraint("minutes BETWEEN 5 AND 480 AND minutes % 5 = 0", name="minutes"),
+        CheckConstraint(
+            "buffer_minutes BETWEEN 0 AND 240 AND buffer_minutes % 5 = 0", name="buffer_minutes"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the first is the default
+    name: Mapped[str] = mapped_column(String(50))
+    minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer)
+    online: Mapped[bool] = mapped_column(Boolean)
+
+
+class Occupancy(Base):
+    """One 5-minute unit of a doctor's time taken by an active appointment (its visit and its
+    buffer). Written and deleted by triggers on appointments (migration 0009), never by the
+    hub: the UNIQUE key refuses two overlapping appointments of one doctor, whatever writes
+    them."""
+
+    __tablename__ = "occupancy"
+    __table_args__ = (UniqueConstraint("doctor_id", "unit_start", name="uq_occupancy_doctor_unit"),)
+
+    appointment_id: Mapped[int] = mapped_column(
+        ForeignKey("appointments.id", ondelete="CASCADE"), primary_key=True
+    )
+    unit_start: Mapped[int] = mapped_column(Integer, primary_key=True)  # epoch minutes, UTC
+    doctor_id: Mapped[int] = mapped_column(Integer)
+
+
+class OccupancyUnit(Base):
+    """The numbers 0..287, which the occupancy triggers join with to write one row a unit."""
+
+    __tablename__ = "occupancy_units"
+
+    n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
 
 class Schedule(Base):

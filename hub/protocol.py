@@ -4,11 +4,12 @@ Client -> server (each may carry a `ref`, echoed in its reply):
     auth        {token}                                  -> ready | close 4401
     watch       {doctor_id, from, to, since?}            -> snapshot | missed events + resynced
     unwatch     {doctor_id}                              -> unwatched
-    hold        {doctor_id, start}                       -> held
+    hold        {doctor_id, start, appointment_id?, visit_type_id?}  -> held
     release     {hold_id}                                -> released
-    book        {hold_id} | {doctor_id, start}, idempotency_key?  -> booked
+    book        {hold_id} | {doctor_id, start}, idempotency_key?, visit_type_id?, reason?
+                                                         -> booked
     cancel      {appointment_id, reason?}                -> cancelled
-    reschedule  {appointment_id, start | hold_id}        -> rescheduled
+    reschedule  {appointment_id, start | hold_id, visit_type_id?}  -> rescheduled
     ping        {}                                       -> pong
 
 Server -> client, unasked:
@@ -99,6 +100,8 @@ class HoldCommand(TypedDict):
     type: Literal["hold"]
     doctor_id: Id
     start: Text
+    appointment_id: NotRequired[Id]  # the appointment to move there (a reschedule)
+    visit_type_id: NotRequired[Id]  # one of the doctor's visit types; default: their first
     ref: NotRequired[Ref]
 
 
@@ -118,8 +121,11 @@ class Book(TypedDict):
     type: Literal["book"]
     hold_id: NotRequired[HoldId]
     doctor_id: NotRequired[Id]
+    patient_id: NotRequired[Id]  # the front desk, or a doctor in their calendar, books for
     start: NotRequired[Text]
     idempotency_key: NotRequired[Annotated[str, Field(min_length=1, max_length=100)]]
+    visit_type_id: NotRequired[Id]  # one of the doctor's visit types; default: their first
+    reason: NotRequired[Annotated[str, Field(max_length=200)]]  # for the doctor and desk
     ref: NotRequired[Ref]
 
 
@@ -141,6 +147,7 @@ class Reschedule(TypedDict):
     appointment_id: Id
     start: NotRequired[Text]
     hold_id: NotRequired[HoldId]
+    visit_type_id: NotRequired[Id]  # another of the doctor's visit types; default: the same
     ref: NotRequired[Ref]
 
 
@@ -160,7 +167,7 @@ COMMAND = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
 
 
 class User(TypedDict):
-    role: Literal["patient", "doctor", "admin"]
+    role: Literal["patient", "doctor", "admin", "staff"]
     id: int
 
 
@@ -187,6 +194,8 @@ class Appointment(TypedDict):
     created_at: Instant
     updated_at: Instant
     outside_hours: bool | None
+    visit_type_id: int | None
+    reason: str | None  # only for the doctor, the front desk and admins
 
 
 class SlotInfo(TypedDict):
@@ -323,6 +332,8 @@ class AppointmentEvent(TypedDict):
     status: str
     late: NotRequired[bool]
     previous_id: NotRequired[int]
+    by: NotRequired[str]  # who cancelled: patient, doctor, staff or admin
+    reason: NotRequired[str]  # why, as they said it
 
 
 class Error(TypedDict):

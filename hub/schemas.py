@@ -29,10 +29,13 @@ from hub.models import Gender, Status
 from hub.schedules import Policy
 
 # Each length is the column's (hub.models): a longer value is a 422 here, never the database's.
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+# (What the schema says is what is checked: a name has a character that is not a space; a
+# phone is not trimmed, so that its pattern means the same to a client as here.)
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=r"\S")
+]
 Phone = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, max_length=20, pattern=r"^\+?[0-9][0-9 ()./-]{4,19}$"),
+    str, StringConstraints(max_length=20, pattern=r"^\+?[0-9][0-9 ()./-]{3,18}[0-9()./-]$")
 ]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
@@ -127,7 +130,10 @@ class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class PersonCreate(Input):
+class DeskRegistration(Input):
+    """A patient the front desk registers (on the phone, at the counter): no password; the
+    patient sets one when they first sign in through a reset."""
+
     first_name: Name
     last_name: Name
     date_of_birth: BirthDate
@@ -135,7 +141,37 @@ class PersonCreate(Input):
     email: Email
     phone: Phone
     address: Address | None = None
+
+
+class PersonCreate(DeskRegistration):
     password: Password
+
+
+class StaffCreate(Input):
+    first_name: Name
+    last_name: Name
+    email: Email
+    password: Password
+
+
+class StaffOut(Output):
+    id: int
+    first_name: str
+    last_name: str
+    email: str
+    active: bool
+    created_at: datetime
+
+
+class PatientContact(Output):
+    """What scheduling needs of a patient, all the front desk sees."""
+
+    id: int
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    email: str
+    phone: str
 
 
 class PatientCreate(PersonCreate):
@@ -181,10 +217,14 @@ class DoctorUpdate(PersonUpdate):
 
 
 class SpecializationCreate(Input):
-    name: Name
+    name: Name = Field(description="1 to 50 characters, unique whatever their case")
 
 
 HoldId = Annotated[str, StringConstraints(min_length=7, max_length=80, pattern=r"^[0-9a-f-]+$")]
+VisitTypeId = Annotated[
+    Id | None, Field(description="One of the doctor's visit types; default: their first")
+]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 
 class HoldCreate(Input):
@@ -192,6 +232,10 @@ class HoldCreate(Input):
     scheduled_datetime: UTCInstant = Field(
         description="Start of the slot, ISO 8601 with an offset; normalised to UTC"
     )
+    appointment_id: Id | None = Field(
+        default=None, description="When rescheduling: the appointment to move to this slot"
+    )
+    visit_type_id: VisitTypeId = None
 
 
 class AppointmentCreate(Input):
@@ -203,11 +247,18 @@ class AppointmentCreate(Input):
     )
     patient_id: Id | None = Field(default=None, description="Must be the caller when given")
     hold_id: HoldId | None = Field(default=None, description="Book the slot this hold keeps")
+    visit_type_id: VisitTypeId = None
+    reason: Reason | None = Field(
+        default=None, description="Why the visit: seen by the doctor, the front desk, admins"
+    )
 
 
 class RescheduleRequest(Input):
     scheduled_datetime: UTCInstant | None = Field(default=None, description="The new start")
     hold_id: HoldId | None = Field(default=None, description="Or: the hold on the new slot")
+    visit_type_id: Id | None = Field(
+        default=None, description="Another of the doctor's visit types; default: the same"
+    )
 
 
 class HoldOut(Output):
@@ -349,6 +400,30 @@ class AppointmentOut(Output):
         default=None,
         description="In the doctor's listing: the doctor's hours no longer cover this start",
     )
+    visit_type_id: int | None = Field(description="None: the doctor's implicit visit type")
+    # Never read from the row by itself: the edge adds it for the callers who may see it.
+    reason: str | None = Field(
+        default=None,
+        validation_alias="shown_reason",
+        description="Why the visit, as the patient said: only for the doctor, the front desk "
+        "and admins",
+    )
+
+
+class VisitTypeIn(Input):
+    id: Id | None = Field(default=None, description="One of the doctor's to change; none: new")
+    name: Name
+    minutes: Int = Field(ge=5, le=480, multiple_of=5)
+    buffer_minutes: Int = Field(default=0, ge=0, le=240, multiple_of=5)
+    online: bool = Field(default=True, description="Patients book it; false: the front desk")
+
+
+class VisitTypeOut(Output):
+    id: int | None = Field(description="None: the implicit type of a doctor who defined none")
+    name: str
+    minutes: int
+    buffer_minutes: int
+    online: bool
 
 
 class SlotsOut(Output):
@@ -450,8 +525,9 @@ class AvailabilityIn(Input):
         default="UTC", description="IANA time zone the hours are in"
     )
     weekly: Week
-    slot_minutes: Int = Field(default=60, ge=5, le=240)
-    buffer_minutes: Int = Field(default=0, ge=0, le=240)
+    # Multiples of 5: the unit of the occupancy that refuses overlaps (hub.visits).
+    slot_minutes: Int = Field(default=60, ge=5, le=240, multiple_of=5)
+    buffer_minutes: Int = Field(default=0, ge=0, le=240, multiple_of=5)
     notice_minutes: Int = Field(default=60, ge=0, le=60 * 24 * 30)
     horizon_days: Int = Field(default=90, ge=1, le=730)
     overrides: list[OverrideIn] = Field(default=[], max_length=500)
@@ -474,6 +550,7 @@ class CalendarOut(Output):
     doctor_id: int
     timezone: str
     slots: list[SlotOut]
+    policy: PolicyIn = Field(description="The doctor's booking rules (cancel cutoff and more)")
 
 
 class Erasure(Input):

@@ -15,18 +15,14 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
+from hub.accounts import TABLES
 from hub.auth import Principal, Role
 from hub.db import SessionFactory
 from hub.errors import Unauthenticated
-from hub.models import Admin, Doctor, Patient
+from hub.models import Doctor
 
 TTL = 2.0
 MAX_CACHED = 50_000  # accounts; past it the cache starts again (a bound, not an eviction policy)
-TABLES: dict[Role, type[Patient] | type[Doctor] | type[Admin]] = {
-    Role.patient: Patient,
-    Role.doctor: Doctor,
-    Role.admin: Admin,
-}
 
 
 @dataclass(frozen=True, slots=True)

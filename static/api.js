@@ -96,7 +96,7 @@ export const del = (path, options) => request('DELETE', path, options);
 
 /** Sign in as `role` (patient, doctor or admin); stores and returns the session. */
 export async function signIn(role, email, password) {
-  const token = await request('POST', `/${role}s/login`, {
+  const token = await request('POST', `${rolePath(role)}/login`, {
     form: { username: email, password },
     auth: false,
   });
@@ -149,7 +149,7 @@ async function establish(role, token, email) {
   saveSession(signedIn);
   if (role !== 'admin') {
     try {
-      const me = await request('GET', `/${role}s/me`, {}, true); // no renewal from inside one
+      const me = await request('GET', `${rolePath(role)}/me`, {}, true); // no renewal from inside one
       const name = role === 'doctor' ? doctorName(me) : personName(me);
       signedIn = { ...signedIn, id: me.id, name, email: me.email };
     } catch (error) {
@@ -162,6 +162,11 @@ async function establish(role, token, email) {
   }
   saveSession(signedIn);
   return signedIn;
+}
+
+/** Where a role's accounts live in the REST API. */
+export function rolePath(role) {
+  return role === 'staff' ? '/staff' : `/${role}s`;
 }
 
 function tokenSubject(token) {

@@ -8,6 +8,7 @@ import * as admin from './views/admin.js';
 import * as auth from './views/auth.js';
 import * as book from './views/book/index.js';
 import * as dashboard from './views/dashboard/index.js';
+import * as desk from './views/desk.js';
 import * as mine from './views/mine.js';
 
 const ROUTES = {
@@ -17,8 +18,9 @@ const ROUTES = {
   mine: { mount: mine.mount, title: 'My appointments', roles: ['patient'] },
   dashboard: { mount: dashboard.mount, title: 'Dashboard', roles: ['doctor'] },
   admin: { mount: admin.mount, title: 'Administration', roles: ['admin'] },
+  desk: { mount: desk.mount, title: 'Front desk', roles: ['staff'] },
 };
-const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin' };
+const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
 const NAV = {
   patient: [
     ['book', 'Book'],
@@ -26,6 +28,7 @@ const NAV = {
   ],
   doctor: [['dashboard', 'Dashboard']],
   admin: [['admin', 'Administration']],
+  staff: [['desk', 'Front desk']],
   none: [
     ['login', 'Sign in'],
     ['register', 'Register'],

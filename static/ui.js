@@ -119,6 +119,7 @@ const PLAIN = {
   not_found: 'That could not be found. It may have been removed.',
   email_taken: 'An account with this email address already exists.',
   name_taken: 'That name is already in use.',
+  in_use: 'It is still in use.',
   slot_taken: 'Someone else has just taken this time. Please pick another one.',
   patient_busy: 'You already have an appointment at this time.',
   already_booked:
@@ -157,6 +158,13 @@ export function plain(error) {
 /** A validation message without pydantic's prefixes. */
 export function fieldMessage(text) {
   return sentence(String(text || '').replace(/^(Value error|Assertion failed), /, ''));
+}
+
+/** Scroll `element` into view unless it is on screen already. */
+export function reveal(element) {
+  const box = element.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  element.scrollIntoView({ block: 'nearest', behavior: 'instant' });
 }
 
 /** A message box: role=alert for errors, role=status otherwise. */

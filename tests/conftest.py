@@ -43,9 +43,14 @@ TABLES = (
     "outbox",
     "appointment_events",
     "idempotency_keys",
+    "occupancy",
     "appointments",
+    "visit_types",
     "schedules",
     "admins",
+    "staff",
+    "refresh_tokens",
+    "audit_events",
     "doctors",
     "patients",
 )
@@ -198,7 +203,9 @@ class World:
         }
 
     def login(self, role: str, email: str, password: str = PASSWORD) -> str:
-        answer = self.client.post(f"/{role}s/login", data={"username": email, "password": password})
+        answer = self.client.post(
+            f"{Role(role).path}/login", data={"username": email, "password": password}
+        )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["access_token"])
 
@@ -243,6 +250,15 @@ class World:
             ).scalar_one()
         token = self.login("admin", email)
         return Actor("admin", admin_id, email, token, bearer(token))
+
+    def staff(self) -> Actor:
+        """A front-desk account, created by an admin through the API."""
+        email = f"staff{next(self.serial)}@example.org"
+        body = {"first_name": "Desk", "last_name": "Clerk", "email": email, "password": PASSWORD}
+        created = self.client.post("/staff/", json=body, headers=self.admin().headers)
+        assert created.status_code == 201, created.text
+        token = self.login("staff", email)
+        return Actor("staff", int(created.json()["id"]), email, token, bearer(token))
 
     def book(self, patient: Actor, doctor: Actor, start: datetime) -> dict[str, Any]:
         answer = self.client.post(

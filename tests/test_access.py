@@ -17,7 +17,7 @@ from hub.app import ENDPOINTS
 from hub.auth import Principal, Role
 from tests.conftest import PASSWORD, Actor, World, iso, slot
 
-WHO = ("anon", "A", "B", "X", "Y", "admin")
+WHO = ("anon", "A", "B", "X", "Y", "admin", "staff")
 PUBLIC = {"id", "first_name", "last_name", "specialization", "address"}
 PRIVATE = {"email", "phone", "date_of_birth", "gender"}
 
@@ -72,7 +72,7 @@ class Row:
     method: str
     path: str  # the template, exactly as in hub.app.ENDPOINTS
     target: str | int | None  # what {id:int} stands for
-    expect: tuple[int, int, int, int, int, int]  # status for anon, A, B, X, Y, admin
+    expect: tuple[int, int, int, int, int, int, int]  # anon, A, B, X, Y, admin, staff
     send: Send | None = None  # extra request arguments (json, data, params)
     check: Check | None = None  # on the body, when the status is as expected (not 401/403)
 
@@ -87,12 +87,20 @@ def _doctor_view(doctor: Any, who: str, c: Ctx) -> bool:
     return set(doctor) == PUBLIC
 
 
+def _staff(c: Ctx) -> dict[str, str]:
+    n = next(c.serial)
+    return {"first_name": "Desk", "last_name": f"Clerk {n}", "email": f"desk{n}@example.org",
+            "password": PASSWORD}  # fmt: skip
+
+
 def _ids(body: Any) -> list[int]:
     return [item["id"] for item in body]
 
 
 def _own_patients(body: Any, who: str, c: Ctx) -> bool:
     a, b = c.actors["A"].id, c.actors["B"].id
+    if who == "staff":  # the desk searches: a listing without `q` is a 422
+        return bool(body["error"] == "invalid")
     return _ids(body) == {"X": [a], "Y": [], "admin": sorted([a, b])}[who]
 
 
@@ -103,7 +111,7 @@ def _token(body: Any, who: str, c: Ctx) -> bool:
 def _slot_identity(body: Any, who: str, c: Ctx) -> bool:
     booked = [s for s in body["slots"] if s["start"] == iso(slot(10))]
     shown = booked[0]["patient_id"] if booked else "missing"
-    return shown == (c.id("A") if who in ("A", "X", "admin") else None)
+    return shown == (c.id("A") if who in ("A", "X", "admin", "staff") else None)
 
 
 HOURS = {
@@ -114,8 +122,9 @@ HOURS = {
     "policy": {"one_per_patient": False},  # the "fresh" cases book A with X again and again
 }
 PATIENT, DOCTOR, APPT = "/patients/{id:int}", "/doctors/{id:int}", "/appointments/{id:int}"
-OPEN, OPEN_201 = (200,) * 6, (201,) * 6
-ADMIN_200, ADMIN_204 = (401, 403, 403, 403, 403, 200), (401, 403, 403, 403, 403, 204)
+OPEN, OPEN_201 = (200,) * 7, (201,) * 7
+ADMIN_200, ADMIN_204 = (401, 403, 403, 403, 403, 200, 403), (401, 403, 403, 403, 403, 204, 403)
+ADMIN_201 = (401, 403, 403, 403, 403, 201, 403)
 MATRIX = [
     Row("POST", "/patients/login", None, OPEN, _login("A"), _token),
     Row("POST", "/doctors/login", None, OPEN, _login("X"), _token),
@@ -128,23 +137,29 @@ MATRIX = [
         OPEN_201,
         lambda c: {"json": c.world.person(specialization_id=1)},
     ),
-    Row("GET", "/patients/", None, (401, 403, 403, 200, 200, 200), check=_own_patients),
+    Row("GET", "/patients/", None, (401, 403, 403, 200, 200, 200, 422), check=_own_patients),
     Row(
         "GET",
         "/patients/me",
         None,
-        (401, 200, 200, 403, 403, 403),
+        (401, 200, 200, 403, 403, 403, 403),
         check=lambda b, who, c: b["id"] == c.id(who),
     ),
     Row(
         "GET",
         PATIENT,
         "A",
-        (401, 200, 403, 200, 403, 200),
+        (401, 200, 403, 200, 403, 200, 200),
         check=lambda b, who, c: b["id"] == c.id("A") and "email" in b,
     ),
-    Row("GET", PATIENT, "B", (401, 403, 200, 403, 403, 200)),
-    Row("PUT", PATIENT, "A", (401, 200, 403, 403, 403, 200), lambda c: {"json": {"address": "x"}}),
+    Row("GET", PATIENT, "B", (401, 403, 200, 403, 403, 200, 200)),
+    Row(
+        "PUT",
+        PATIENT,
+        "A",
+        (401, 200, 403, 403, 403, 200, 403),
+        lambda c: {"json": {"address": "x"}},
+    ),
     Row(
         "GET",
         "/doctors/",
@@ -156,25 +171,31 @@ MATRIX = [
         "GET",
         "/doctors/me",
         None,
-        (401, 403, 403, 200, 200, 403),
+        (401, 403, 403, 200, 200, 403, 403),
         check=lambda b, who, c: b["id"] == c.id(who) and b.keys() >= PRIVATE,
     ),
     Row("GET", DOCTOR, "X", OPEN, check=_doctor_view),
     Row("GET", DOCTOR, "Y", OPEN, check=_doctor_view),
-    Row("PUT", DOCTOR, "X", (401, 403, 403, 200, 403, 200), lambda c: {"json": {"address": "y"}}),
+    Row(
+        "PUT",
+        DOCTOR,
+        "X",
+        (401, 403, 403, 200, 403, 200, 403),
+        lambda c: {"json": {"address": "y"}},
+    ),
     Row(
         "POST",
         "/specializations/",
         None,
-        (401, 403, 403, 403, 403, 201),
+        ADMIN_201,
         lambda c: {"json": {"name": f"Speciality {next(c.serial)}"}},
     ),
-    Row("GET", DOCTOR + "/availability", "X", (401, 403, 403, 200, 403, 200)),
+    Row("GET", DOCTOR + "/availability", "X", (401, 403, 403, 200, 403, 200, 403)),
     Row(
         "PUT",
         DOCTOR + "/availability",
         "X",
-        (401, 403, 403, 200, 403, 200),
+        (401, 403, 403, 200, 403, 200, 403),
         lambda c: {"json": HOURS},
     ),
     Row(
@@ -187,13 +208,29 @@ MATRIX = [
         },
         _slot_identity,
     ),
+    Row("GET", DOCTOR + "/visit-types", "X", OPEN),
+    Row(
+        "PUT",
+        DOCTOR + "/visit-types",
+        "X",
+        (401, 403, 403, 200, 403, 200, 403),
+        lambda c: {"json": [{"name": "Consultation", "minutes": 60}]},
+    ),
     Row("GET", "/specializations/", None, OPEN),
     Row("GET", "/specializations/{id:int}", 1, OPEN, check=lambda b, who, c: b["id"] == 1),
+    Row(
+        "PUT",
+        "/specializations/{id:int}",
+        1,
+        ADMIN_200,
+        lambda c: {"json": {"name": "Cardiology"}},  # its own name: the others keep theirs
+    ),
+    Row("DELETE", "/specializations/{id:int}", 1, (401, 403, 403, 403, 403, 409, 403)),  # in use
     Row(
         "POST",
         "/appointments/",
         None,
-        (401, 201, 201, 403, 403, 403),
+        (401, 201, 201, 403, 403, 403, 422),  # not a doctor's own; the desk says for whom (below)
         lambda c: {"json": {"doctor_id": c.bystander.id, "scheduled_datetime": iso(next(c.slots))}},
         lambda b, who, c: b["patient_id"] == c.id(who),
     ),
@@ -201,24 +238,30 @@ MATRIX = [
         "GET",
         "/appointments/patient/{id:int}",
         "A",
-        (401, 200, 403, 403, 403, 200),
+        (401, 200, 403, 403, 403, 200, 200),
         check=lambda b, who, c: _ids(b) == [c.appointment],
     ),
-    Row("GET", "/appointments/patient/{id:int}", "B", (401, 403, 200, 403, 403, 200)),
+    Row("GET", "/appointments/patient/{id:int}", "B", (401, 403, 200, 403, 403, 200, 200)),
     Row(
         "GET",
         "/appointments/doctor/{id:int}",
         "X",
-        (401, 403, 403, 200, 403, 200),
+        (401, 403, 403, 200, 403, 200, 200),
         check=lambda b, who, c: _ids(b) == [c.appointment],
     ),
-    Row("GET", "/appointments/doctor/{id:int}", "Y", (401, 403, 403, 403, 200, 200)),
-    Row("PUT", APPT + "/cancel", "fresh", (401, 200, 403, 200, 403, 200), lambda c: {"json": {}}),
+    Row("GET", "/appointments/doctor/{id:int}", "Y", (401, 403, 403, 403, 200, 200, 200)),
+    Row(
+        "PUT",
+        APPT + "/cancel",
+        "fresh",
+        (401, 200, 403, 200, 403, 200, 200),
+        lambda c: {"json": {"reason": "the doctor is away"}},
+    ),
     Row(
         "PUT",
         APPT + "/reschedule",
         "fresh",
-        (401, 200, 403, 200, 403, 200),
+        (401, 200, 403, 200, 403, 200, 200),
         lambda c: {"json": {"scheduled_datetime": iso(next(c.slots))}},
         lambda b, who, c: b["status"] == "scheduled" and b["rescheduled_from_id"] is not None,
     ),
@@ -226,30 +269,30 @@ MATRIX = [
         "PUT",
         APPT + "/no-show",
         "appt",  # in the future: its doctor is let in, then refused by the state machine
-        (401, 403, 403, 409, 403, 403),
+        (401, 403, 403, 409, 403, 403, 403),
         check=lambda b, who, c: b["error"] == "invalid_transition",
     ),
     Row(
         "GET",
         APPT + "/history",
         "appt",
-        (401, 200, 403, 200, 403, 200),
+        (401, 200, 403, 200, 403, 200, 200),
         check=lambda b, who, c: [e["to_status"] for e in b] == ["scheduled"],
     ),
     Row(
         "POST",
         "/appointments/holds",
         None,
-        (401, 201, 201, 403, 403, 403),
+        (401, 201, 201, 403, 403, 403, 403),
         lambda c: {"json": {"doctor_id": c.bystander.id, "scheduled_datetime": iso(next(c.slots))}},
         lambda b, who, c: b["hold_id"].split("-")[2] == str(c.id(who)),
     ),
-    Row("DELETE", "/appointments/holds/{hold_id:str}", "hold", (401, 204, 403, 403, 403, 403)),
+    Row("DELETE", "/appointments/holds/{hold_id:str}", "hold", (401, 204, 403, 403, 403, 403, 403)),
     Row(
         "PUT",
         APPT + "/complete",
         "appt",  # in the future: its doctor is let in, then refused by the state machine
-        (401, 403, 403, 409, 403, 403),
+        (401, 403, 403, 409, 403, 403, 403),
         check=lambda b, who, c: b["error"] == "invalid_transition",
     ),
     Row(
@@ -264,16 +307,43 @@ MATRIX = [
     Row("PUT", PATIENT + "/active", "B", ADMIN_204, lambda c: {"json": {"active": True}}),
     Row("PUT", DOCTOR + "/active", "Y", ADMIN_204, lambda c: {"json": {"active": True}}),
     Row("PUT", "/admins/{id:int}/active", "admin", ADMIN_204, lambda c: {"json": {"active": True}}),
+    Row("PUT", "/staff/{id:int}/active", "staff", ADMIN_204, lambda c: {"json": {"active": True}}),
+    Row("POST", "/staff/login", None, OPEN, _login("staff"), _token),
+    Row("POST", "/staff/", None, ADMIN_201, lambda c: {"json": _staff(c)}),
+    Row("GET", "/staff/", None, ADMIN_200),
+    Row("GET", "/staff/me", None, (401, 403, 403, 403, 403, 403, 200)),
+    Row(
+        "POST",
+        "/staff/patients",
+        None,
+        (401, 403, 403, 403, 403, 201, 201),
+        lambda c: {"json": {k: v for k, v in c.world.person().items() if k != "password"}},
+    ),
+    Row(
+        "POST",
+        "/appointments/",
+        "for",  # with the patient it is for: the desk books for anyone, a doctor in their own
+        (401, 201, 403, 201, 403, 403, 201),
+        lambda c: {
+            "json": {
+                "doctor_id": c.id("X"),
+                "scheduled_datetime": iso(next(c.slots)),
+                "patient_id": c.id("A"),
+            }
+        },
+        lambda b, who, c: b["patient_id"] == c.id("A"),
+    ),
     Row("GET", "/audit", None, ADMIN_200),
     # Without a refresh cookie (the walk's clients send none): nothing to renew, nothing to end.
-    Row("POST", "/auth/refresh", None, (401,) * 6),
-    Row("POST", "/auth/sign-out", None, (204,) * 6),
-    Row("GET", PATIENT + "/export", "A", (401, 200, 403, 403, 403, 200)),
+    Row("POST", "/auth/refresh", None, (401,) * 7),
+    Row("POST", "/auth/sign-out", None, (204,) * 7),
+    Row("GET", PATIENT + "/export", "A", (401, 200, 403, 403, 403, 200, 403)),
     Row("DELETE", PATIENT, "stranger", ADMIN_204, lambda c: {"json": {}}),
     # Last, in this order: each ends every session of its callers, whose later calls are 401.
-    Row("POST", "/patients/me/sign-out", None, (401, 204, 204, 403, 403, 403)),
-    Row("POST", "/doctors/me/sign-out", None, (401, 401, 401, 204, 204, 403)),
-    Row("POST", "/admins/me/sign-out", None, (401, 401, 401, 401, 401, 204)),
+    Row("POST", "/patients/me/sign-out", None, (401, 204, 204, 403, 403, 403, 403)),
+    Row("POST", "/doctors/me/sign-out", None, (401, 401, 401, 204, 204, 403, 403)),
+    Row("POST", "/admins/me/sign-out", None, (401, 401, 401, 401, 401, 204, 403)),
+    Row("POST", "/staff/me/sign-out", None, (401, 401, 401, 401, 401, 401, 204)),
 ]
 CASES = [(row, who, status) for row in MATRIX for who, status in zip(WHO, row.expect, strict=True)]
 REFUSED = {401: "unauthenticated", 403: "forbidden"}
@@ -281,17 +351,19 @@ REFUSED = {401: "unauthenticated", 403: "forbidden"}
 
 def _setup(world: World) -> Ctx:
     a, b, x, y = world.patient(), world.patient(), world.doctor(), world.doctor()
-    actors = {"A": a, "B": b, "X": x, "Y": y, "admin": world.admin()}
+    actors = {"A": a, "B": b, "X": x, "Y": y, "admin": world.admin(), "staff": world.staff()}
     world.allow_repeat_bookings(x)
     appointment = int(world.book(a, x, slot(10))["id"])
     free = iter([slot(hour, days) for days in range(14, 84, 7) for hour in range(9, 17)])
-    return Ctx(world, actors, appointment, world.doctor(), free, count(1))
+    bystander = world.doctor()
+    world.allow_repeat_bookings(bystander)  # A books with them, then holds with them again
+    return Ctx(world, actors, appointment, bystander, free, count(1))
 
 
 def _call(c: Ctx, row: Row, who: str) -> Any:
     if row.target == "hold":
         path = row.path.replace("{hold_id:str}", c.hold())
-    elif row.target is None:
+    elif row.target is None or "{id:int}" not in row.path:
         path = row.path
     else:
         path = row.path.replace("{id:int}", str(c.id(row.target)))
@@ -316,7 +388,7 @@ def test_access_matrix(world: World) -> None:
             failures.append(f"{case}: got {answer.status_code}, want {want}: {answer.text}")
         elif want in REFUSED and body["error"] != REFUSED[want]:
             failures.append(f"{case}: error {body['error']!r}, want {REFUSED[want]!r}")
-        elif want not in REFUSED and row.check and not row.check(body, who, c):
+        elif want not in (*REFUSED, 422) and row.check and not row.check(body, who, c):
             failures.append(f"{case}: body check failed: {answer.text}")
     assert not failures, f"{len(failures)} of {len(CASES)} cases:\n" + "\n".join(failures)
 
@@ -347,6 +419,7 @@ CALLERS = {
     "X": Principal(Role.doctor, 1),
     "Y": Principal(Role.doctor, 2),
     "admin": Principal(Role.admin, 1),
+    "staff": Principal(Role.staff, 1),
 }
 RULES: dict[str, tuple[Callable[[Principal | None], bool], set[str]]] = {
     "is_admin": (access.is_admin, {"admin"}),
@@ -354,9 +427,14 @@ RULES: dict[str, tuple[Callable[[Principal | None], bool], set[str]]] = {
     "manages_doctor X": (lambda c: access.manages_doctor(c, 1), {"X", "admin"}),
     "party_to A with X": (
         lambda c: access.party_to(c, doctor_id=1, patient_id=1),
-        {"A", "X", "admin"},
+        {"A", "X", "admin", "staff"},
     ),
     "is_doctor": (access.is_doctor, {"X", "Y"}),
+    "is_staff": (access.is_staff, {"staff"}),
+    "books_for A with X": (
+        lambda c: access.books_for(c, patient_id=1, doctor_id=1),
+        {"A", "X", "staff"},
+    ),
 }
 
 

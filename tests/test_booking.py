@@ -255,7 +255,9 @@ def test_a_patient_may_name_themselves_as_the_patient(world: World) -> None:
 
 
 @pytest.mark.parametrize("role", ["doctor", "admin"])
-def test_only_patients_book(world: World, role: str) -> None:
+def test_neither_an_admin_nor_another_doctor_books_in_a_doctors_calendar(
+    world: World, role: str
+) -> None:
     doctor = world.doctor()
     caller = world.doctor() if role == "doctor" else world.admin()
     answer = _book(world, caller, _request(world, doctor, slot(10)))
@@ -501,4 +503,42 @@ def test_a_cancel_announces_the_slot_as_free(world: World, slot_feed: SlotFeed) 
         "start": iso(slot(10)),
         "state": "free",
         "version": 2,
+    }
+
+
+def _hold(world: World, patient: Actor, body: dict[str, Any]) -> Any:
+    return world.client.post("/appointments/holds", json=body, headers=patient.headers)
+
+
+def test_a_hold_the_one_per_patient_rule_would_refuse_is_409_already_booked(
+    world: World,
+) -> None:
+    doctor, patient = world.doctor(), world.patient()
+    world.book(patient, doctor, slot(10))
+    answer = _hold(world, patient, _request(world, doctor, slot(11)))
+    assert (answer.status_code, answer.json()["error"]) == (409, "already_booked"), answer.text
+    # Nothing is held: the slot stays free for everyone else.
+    day = slot(11).date().isoformat()
+    calendar = world.client.get(f"/doctors/{doctor.id}/slots?from={day}&to={day}").json()
+    assert [s["state"] for s in calendar["slots"] if s["start"] == iso(slot(11))] == ["free"]
+
+
+def test_a_hold_to_move_the_patients_appointment_is_granted(world: World) -> None:
+    doctor, patient = world.doctor(), world.patient()
+    booked = world.book(patient, doctor, slot(10))
+    body = {**_request(world, doctor, slot(11)), "appointment_id": booked["id"]}
+    answer = _hold(world, patient, body)
+    assert answer.status_code == 201, answer.text
+
+
+def test_the_public_slots_answer_carries_the_doctors_policy(world: World) -> None:
+    doctor = world.doctor()
+    day = slot(10).date().isoformat()
+    answer = world.client.get(f"/doctors/{doctor.id}/slots?from={day}&to={day}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["policy"] == {
+        "cancel_cutoff_minutes": 24 * 60,
+        "allow_late_cancel": False,
+        "one_per_patient": True,
+        "no_show_grace_minutes": 15,
     }

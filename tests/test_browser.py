@@ -29,7 +29,7 @@ from sqlalchemy import Engine, text
 
 from hub.auth import Passwords
 from hub.config import Settings
-from tests.conftest import PASSWORD, next_workday, slot
+from tests.conftest import PASSWORD, iso, next_workday, slot
 from tests.server import free_port, run_server
 
 expect = sync_api.expect
@@ -305,7 +305,12 @@ def pages(browser: Any) -> Iterator[Pages]:
 def sign_in(page: Any, account: Account | str, role: str | None = None) -> None:
     email = account if isinstance(account, str) else account.email
     role = role or (account.role if isinstance(account, Account) else "patient")
-    label = {"patient": "a patient", "doctor": "a doctor", "admin": "an administrator"}[role]
+    label = {
+        "patient": "a patient",
+        "doctor": "a doctor",
+        "admin": "an administrator",
+        "staff": "the front desk",
+    }[role]
     page.get_by_label(label, exact=True).check()
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
@@ -711,6 +716,44 @@ def test_a_patient_reschedules_and_an_unconfirmed_hold_runs_out(
         expect(page.locator("#upcoming .appt")).to_contain_text(local_time(new, "Europe/Berlin"))
 
 
+# ---- 5b. the front desk books by phone while a patient watches -------------------------------
+
+
+def test_the_front_desk_books_for_a_caller_while_another_patient_sees_it_live(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        clinic.patient("Grace", "Hopper")  # who calls
+        watcher = clinic.patient("Ada", "Lovelace")
+        make_admin(raw, settings, "admin@example.org")
+        admin = clinic._token("admin", "admin@example.org")
+        desk = {"first_name": "Rita", "last_name": "Desk", "email": "desk@example.org",
+                "password": PASSWORD}  # fmt: skip
+        made = clinic.http.post("/staff/", json=desk, headers={"Authorization": f"Bearer {admin}"})
+        assert made.status_code == 201, made.text
+        clinic.close()
+        moment = slot(9, days_ahead=8)  # the day's first free time, which the desk picks
+        page_w = pages.open(url)
+        sign_in(page_w, watcher)
+        watched = open_calendar(page_w, doctor, moment, "UTC")
+        expect(watched).to_have_attribute("data-state", "free")
+        page = pages.open(url)
+        sign_in(page, "desk@example.org", role="staff")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Front desk")
+        page.get_by_label("Name, email, phone or date of birth").fill("Hopper")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("button", name=re.compile("Grace Hopper")).click()
+        page.get_by_label("Doctor").select_option(label=doctor.name)
+        page.get_by_label("Day").fill(moment.date().isoformat())
+        page.get_by_role("button", name="Show free times").click()
+        page.locator(".desk-times button").first.click()
+        expect(page.locator("#desk-book-message")).to_contain_text("Booked")
+        expect(watched).to_have_attribute("data-state", "booked", timeout=LIVE_MS)
+        expect(page.locator("#desk-appointments")).to_contain_text("Scheduled")
+
+
 # ---- 6. an admin approves a doctor who registered ------------------------------------------
 
 
@@ -760,6 +803,153 @@ def test_a_new_tab_is_signed_in_and_a_page_outlives_its_access_token(
         expect(other.get_by_role("button", name="Sign in")).to_be_visible()
 
 
+# ---- 7b. the rules shown before a hold, long names, a phone's calendar ---------------------
+
+LONG_NAME = "Otorhinolaryngologyandheadandnecksurgerytypotypoty"  # 50 characters, one word
+
+
+def admin_token(clinic: Clinic, raw: Engine, settings: Settings) -> dict[str, str]:
+    make_admin(raw, settings, "admin@example.org")
+    return {"Authorization": f"Bearer {clinic._token('admin', 'admin@example.org')}"}
+
+
+def add_specialization(clinic: Clinic, admin: dict[str, str], name: str) -> int:
+    answer = clinic.http.post("/specializations/", json={"name": name}, headers=admin)
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("() => document.documentElement.scrollWidth"))
+
+
+def test_the_cancel_cutoff_and_a_refused_second_booking_show_before_a_hold(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Lisa", "Cuddy")
+        ada, blaise = clinic.patient("Ada", "Lovelace"), clinic.patient("Blaise", "Pascal")
+        clinic.book(ada, doctor, slot(10))
+        start = slot(11)
+
+        # Blaise may book: the rule for cancelling shows before anything is held...
+        page_b = pages.open(url)
+        sign_in(page_b, blaise)
+        button = open_calendar(page_b, doctor, start, "UTC")
+        rule = page_b.locator("#cancel-policy")
+        expect(rule).to_contain_text("Free cancellation until 24 hours before the visit.")
+        expect(rule).to_contain_text("cannot be cancelled online once booked")
+        expect(page_b.locator("#one-per-patient")).to_be_hidden()
+        # ...and once held, the time it runs to for this slot.
+        button.click()
+        expect(button).to_have_attribute("data-state", "your-hold")
+        until = (start - timedelta(days=1)).strftime("%H:%M")
+        expect(page_b.locator("#hold-panel")).to_contain_text("Free cancellation until")
+        expect(page_b.locator("#hold-panel")).to_contain_text(until)
+
+        # Ada has her one appointment with this doctor: told before the click, refused on it.
+        page_a = pages.open(url)
+        sign_in(page_a, ada)
+        other = open_calendar(page_a, doctor, slot(12), "UTC")
+        notice = page_a.locator("#one-per-patient")
+        expect(notice).to_contain_text("one upcoming appointment per patient")
+        expect(notice.get_by_role("link", name="Reschedule it")).to_be_visible()
+        other.click()
+        expect(page_a.locator("#book-message")).to_contain_text(
+            "You already have an upcoming appointment with this doctor"
+        )
+        expect(other).to_have_attribute("data-state", "free")
+        day = slot(12).date().isoformat()
+        calendar = clinic.http.get(f"/doctors/{doctor.id}/slots?from={day}&to={day}").json()
+        states = {s["start"]: s["state"] for s in calendar["slots"]}
+        assert states[iso(slot(12))] == "free"  # no hold was granted
+        clinic.close()
+
+
+def test_a_phone_fits_a_50_character_specialization_and_the_calendar_comes_up(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        admin = admin_token(clinic, raw, settings)
+        sid = add_specialization(clinic, admin, LONG_NAME)
+        doctor = clinic.doctor("Derek", "Shepherd", specialization_id=sid)
+        ada = clinic.patient("Ada", "Lovelace")
+        clinic.book(ada, doctor, slot(10))
+        page = pages.open(url, viewport=PHONE)
+        sign_in(page, ada)
+        page.get_by_role("button", name=LONG_NAME).click()
+        expect(page.get_by_role("button", name=doctor.name)).to_be_visible()
+        assert page_width(page) <= PHONE["width"]
+        page.get_by_role("button", name=doctor.name).click()
+        expect(page.locator(".slot").first).to_be_visible()
+        assert page_width(page) <= PHONE["width"]
+        page.evaluate("() => window.scrollTo(0, 0)")
+        calendar = page.locator("section.calendar").bounding_box()
+        assert calendar is not None and calendar["y"] < 400, calendar
+        # The choices fold into one line, and come back to change the doctor.
+        expect(page.locator("#picked")).to_contain_text(doctor.name)
+        page.get_by_role("button", name=re.compile(r"^Change")).click()
+        expect(page.get_by_role("button", name=doctor.name)).to_be_visible()
+
+        page.get_by_role("link", name="My appointments").click()
+        expect(page.locator("#upcoming .appt")).to_have_count(1)
+        assert page_width(page) <= PHONE["width"]
+        page.get_by_role("button", name="Sign out").click()
+        sign_in(page, "admin@example.org", role="admin")
+        expect(page.locator("#doctors-table")).to_contain_text(LONG_NAME)
+        assert page_width(page) <= PHONE["width"]
+        clinic.close()
+
+
+def test_slot_times_are_at_least_16_px(pages: Pages, settings: Settings) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("James", "Wilson")
+        ada = clinic.patient("Ada", "Lovelace")
+        clinic.close()
+        for viewport in (DESKTOP, PHONE):
+            page = pages.open(url, viewport=viewport)
+            sign_in(page, ada)
+            open_calendar(page, doctor, slot(10), "UTC")
+            sizes = page.eval_on_selector_all(
+                ".slot-time", "els => els.map(e => parseFloat(getComputedStyle(e).fontSize))"
+            )
+            assert sizes and min(sizes) >= 16, sizes
+
+
+def test_an_admin_renames_and_removes_specializations(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        admin = admin_token(clinic, raw, settings)
+        add_specialization(clinic, admin, "Sleep Medcine")
+        clinic.doctor("Meredith", "Grey")  # Cardiology is in use
+        page = pages.open(url)
+        sign_in(page, "admin@example.org", role="admin")
+        specs = page.locator("#specializations")
+
+        page.get_by_role("button", name="Rename Sleep Medcine").click()
+        field = page.get_by_label("New name for Sleep Medcine")
+        field.fill("cardiology")
+        page.get_by_role("button", name="Save name").click()
+        expect(specs.locator(".field-error")).to_contain_text("already exists")
+        field.fill("Sleep Medicine")
+        page.get_by_role("button", name="Save name").click()
+        expect(specs).to_contain_text("Sleep Medicine")
+        expect(specs).not_to_contain_text("Medcine")
+
+        page.get_by_role("button", name="Remove Cardiology").click()
+        expect(specs.locator('li[data-id="1"] .message.error')).to_contain_text("a doctor has it")
+        page.get_by_role("button", name="Remove Sleep Medicine").click()
+        expect(specs).not_to_contain_text("Sleep Medicine")
+        names = [s["name"] for s in clinic.http.get("/specializations/").json()]
+        assert "Sleep Medicine" not in names and SPECIALIZATION in names
+        clinic.close()
+
+
 # ---- 8. screenshots --------------------------------------------------------------------------
 
 
@@ -780,7 +970,12 @@ def test_screenshots_of_every_page(
         clinic.book(ada, doctor, slot(14, days_ahead=7))
         clinic.hold(carol, doctor, slot(15, days_ahead=7))  # "Held" on Blaise's calendar
         insert_started_appointment(raw, doctor, ada, minutes_ago=5)
-        make_admin(raw, settings, "admin@example.org")
+        admin = admin_token(clinic, raw, settings)
+        long = add_specialization(clinic, admin, LONG_NAME)  # how a long name wraps
+        clinic.doctor("Derek", "Shepherd", specialization_id=long)
+        desk = {"first_name": "Rita", "last_name": "Desk", "email": "desk@example.org",
+                "password": PASSWORD}  # fmt: skip
+        assert clinic.http.post("/staff/", json=desk, headers=admin).status_code == 201
 
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
 
@@ -798,12 +993,19 @@ def test_screenshots_of_every_page(
             shoot(page, "register")
 
             page.get_by_role("link", name="Sign in").first.click()
-            sign_in(page, blaise)
+            sign_in(page, carol)
             button = open_calendar(page, doctor, start, "Europe/Berlin")
+            expect(page.locator("#cancel-policy")).to_be_visible()
             button.click()
             expect(page.locator("#hold-panel .countdown")).to_be_visible()
             shoot(page, "book")
             page.get_by_role("button", name="Cancel", exact=True).click()
+            page.get_by_role("button", name="Sign out").click()
+
+            sign_in(page, blaise)
+            open_calendar(page, doctor, start, "Europe/Berlin")
+            expect(page.locator("#one-per-patient")).to_be_visible()
+            shoot(page, "book-refused")
             page.get_by_role("link", name="My appointments").click()
             expect(page.locator("#upcoming .appt")).to_have_count(1)
             shoot(page, "mine")
@@ -818,8 +1020,16 @@ def test_screenshots_of_every_page(
             sign_in(page, "admin@example.org", role="admin")
             expect(page.locator("#patients-table tbody tr")).to_have_count(3)
             shoot(page, "admin")
+            page.get_by_role("button", name="Sign out").click()
+
+            sign_in(page, "desk@example.org", role="staff")
+            page.get_by_label("Name, email, phone or date of birth").fill("Lovelace")
+            page.get_by_role("button", name="Search").click()
+            page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
+            expect(page.locator("#desk-appointments li")).to_have_count(2)
+            shoot(page, "desk")
             page.context.close()
         clinic.close()
     names = sorted(path.name for path in SHOTS.glob("*.png"))
-    for name in ("login", "register", "book", "mine", "dashboard", "admin"):
+    for name in ("login", "register", "book", "book-refused", "mine", "dashboard", "admin", "desk"):
         assert {f"{name}-desktop.png", f"{name}-phone.png"} <= set(names)

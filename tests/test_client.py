@@ -46,6 +46,22 @@ def test_client_reports_a_failed_sign_in_plainly(
     assert "cannot sign in" in capsys.readouterr().err
 
 
+def test_client_refused_at_sign_in_says_which_role_to_try(
+    world: World,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    doctor = world.doctor()
+    monkeypatch.setenv("HUB_PASSWORD", PASSWORD)
+    with run_server(settings) as url:
+        code = client.main(["--url", url, "--email", doctor.email, "send", "{}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "wrong email or password for a patient" in err
+    assert "try --role doctor" in err
+
+
 def test_client_without_a_password_or_a_terminal_says_how_to_give_one() -> None:
     environ = {k: v for k, v in os.environ.items() if k != "HUB_PASSWORD"}
     done = subprocess.run(

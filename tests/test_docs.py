@@ -122,3 +122,10 @@ def test_every_path_parameter_is_documented_once(document: dict[str, Any]) -> No
         named = set(re.findall(r"{(\w+)}", path))
         for method in operations:
             assert set(_path_types(document, path, method)) == named
+
+
+def test_the_asyncapi_document_names_the_server_the_request_came_to(client: TestClient) -> None:
+    plain = client.get("/asyncapi.json", headers={"host": "clinic.example.org:8443"})
+    assert plain.json()["servers"]["hub"] == {"host": "clinic.example.org:8443", "protocol": "ws"}
+    secure = TestClient(client.app, base_url="https://hub.example.org").get("/asyncapi.json")
+    assert secure.json()["servers"]["hub"] == {"host": "hub.example.org", "protocol": "wss"}

@@ -381,3 +381,38 @@ def test_a_binary_frame_is_closed_1008_after_the_replies_before_it(world: World)
         peer.session.send_bytes(b"\x00")
         assert peer.next() == {"type": "pong", "ref": "before"}
         assert closed_with(peer) == Close.POLICY
+
+
+PYDANTIC_WORDS = re.compile(r"pattern|String should|Input should|Field required|Value error|\^")
+BAD_REGISTRATIONS: list[dict[str, Any]] = [
+    {},
+    {
+        "first_name": "",
+        "last_name": "L" * 51,
+        "date_of_birth": "2999-01-01",
+        "gender": "robot",
+        "email": "no-at-sign",
+        "phone": "call me",
+        "password": "short",
+        "address": "A" * 201,
+    },
+    {"first_name": 5, "date_of_birth": "1-1-1", "phone": 44, "email": "", "extra": True},
+]
+
+
+@pytest.mark.parametrize("body", BAD_REGISTRATIONS)
+@pytest.mark.parametrize("role", ["patients", "doctors"])
+def test_registration_field_messages_are_plain_words(
+    client: TestClient, role: str, body: dict[str, Any]
+) -> None:
+    answer = client.post(f"/{role}/", json=body)
+    assert answer.status_code == 422, answer.text
+    messages = [problem["message"] for problem in answer.json()["fields"]]
+    assert messages
+    assert [m for m in messages if PYDANTIC_WORDS.search(m)] == []
+
+
+def test_a_phone_number_in_the_wrong_form_says_what_it_may_hold(client: TestClient) -> None:
+    answer = client.post("/patients/", json={"phone": "call me"})
+    phone = [p["message"] for p in answer.json()["fields"] if p["field"] == "phone"]
+    assert phone == ["Use digits, spaces and + ( ) . / -, 5 to 20 characters"]

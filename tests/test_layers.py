@@ -33,6 +33,7 @@ LAYERS = {
         "renewal",
         "schedules",
         "throttle",
+        "visits",
     },
     "store": {"bus", "db", "holds", "models", "constraints", "migrations"},
     "support": {"__init__", "clock", "config", "errors", "logs", "metrics", "runtime", "state"},

@@ -76,8 +76,12 @@ def _book(world: World, patient: Actor, doctor: Actor, start: datetime) -> Any:
     return world.client.post("/appointments/", json=body, headers=patient.headers)
 
 
-def _hold(world: World, patient: Actor, doctor: Actor, start: datetime) -> str:
-    body = {"doctor_id": doctor.id, "scheduled_datetime": iso(start)}
+def _hold(
+    world: World, patient: Actor, doctor: Actor, start: datetime, moving: int | None = None
+) -> str:
+    body: dict[str, Any] = {"doctor_id": doctor.id, "scheduled_datetime": iso(start)}
+    if moving is not None:
+        body["appointment_id"] = moving  # the one-per-patient rule lets the move hold
     answer = world.client.post("/appointments/holds", json=body, headers=patient.headers)
     assert answer.status_code == 201, answer.text
     return str(answer.json()["hold_id"])
@@ -201,7 +205,7 @@ def test_a_cancelled_slot_is_bookable_at_once(world: World) -> None:
 def test_a_cancelled_slot_can_be_held_at_once(world: World) -> None:
     doctor, first, second = world.doctor(), world.patient(), world.patient()
     booked = world.book(first, doctor, slot(10))
-    assert _cancel(world, doctor, booked["id"]).status_code == 200
+    assert _cancel(world, doctor, booked["id"], "the doctor is away").status_code == 200
     hold_id = _hold(world, second, doctor, slot(10))
     answer = world.client.post("/appointments/", json={"hold_id": hold_id}, headers=second.headers)
     assert answer.status_code == 201, answer.text
@@ -277,7 +281,7 @@ def test_a_reschedule_to_a_slot_someone_holds_leaves_the_appointment_untouched(
 def test_a_reschedule_onto_the_patients_own_hold(world: World, raw: Engine) -> None:
     doctor, patient = world.doctor(), world.patient()
     old = world.book(patient, doctor, slot(10))
-    hold_id = _hold(world, patient, doctor, slot(15))
+    hold_id = _hold(world, patient, doctor, slot(15), moving=old["id"])
     answer = _reschedule(world, patient, old["id"], hold_id=hold_id)
     assert answer.status_code == 200, answer.text
     assert answer.json()["scheduled_datetime"] == iso(slot(15))
@@ -301,7 +305,7 @@ def test_a_reschedule_with_someone_elses_hold_is_forbidden(world: World, raw: En
 def test_a_reschedule_needs_exactly_one_target(world: World) -> None:
     doctor, patient = world.doctor(), world.patient()
     old = world.book(patient, doctor, slot(10))
-    hold_id = _hold(world, patient, doctor, slot(15))
+    hold_id = _hold(world, patient, doctor, slot(15), moving=old["id"])
     assert _error(_reschedule(world, patient, old["id"])) == (422, "invalid")
     both = _reschedule(world, patient, old["id"], hold_id=hold_id, scheduled_datetime=iso(slot(15)))
     assert _error(both) == (422, "invalid")
@@ -401,7 +405,8 @@ def test_nothing_leaves_a_terminal_state(
     doctor, patient = world.doctor(), world.patient()
     appointment_id = _insert(raw, doctor, patient, _in(-120))
     ending = {"completed": "complete", "cancelled": "cancel", "no_show": "no-show"}[terminal]
-    assert _put(world, doctor, appointment_id, ending).status_code == 200
+    why = {"reason": "the doctor is away"} if ending == "cancel" else None  # a doctor says why
+    assert _put(world, doctor, appointment_id, ending, why).status_code == 200
     caller = patient if role == "patient" else doctor
     body = {"scheduled_datetime": iso(slot(10))} if action == "reschedule" else None
     answer = _put(world, caller, appointment_id, action, body)
@@ -500,12 +505,14 @@ def test_a_second_upcoming_booking_with_the_doctor_is_refused(world: World, raw:
     assert _book(world, patient, world.doctor(), slot(11)).status_code == 201
 
 
-def test_a_second_hold_confirmation_with_the_doctor_is_refused(world: World, raw: Engine) -> None:
+def test_a_hold_for_a_second_appointment_with_the_doctor_is_refused(
+    world: World, raw: Engine
+) -> None:
     doctor, patient = world.doctor(), world.patient()
     world.book(patient, doctor, slot(10))
-    hold_id = _hold(world, patient, doctor, slot(11))
-    answer = world.client.post("/appointments/", json={"hold_id": hold_id}, headers=patient.headers)
-    assert _error(answer) == (409, "already_booked")
+    body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(11))}
+    answer = world.client.post("/appointments/holds", json=body, headers=patient.headers)
+    assert _error(answer) == (409, "already_booked")  # refused before a hold, not at Confirm
     assert _count(raw) == 1
 
 

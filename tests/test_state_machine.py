@@ -99,6 +99,10 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             mine = sum(1 for who, _ in self.model.holds.values() if who == patient.id)
             if self.model.at(doctor.id, s) is not None:
                 self._expect(answer, 409, "slot_taken")
+            elif self.one_per_patient[doctor.id] and self.model.has_upcoming(
+                doctor.id, patient.id, None
+            ):  # refused at the hold, not only at the confirmation
+                self._expect(answer, 409, "already_booked")
             elif holder == patient.id:
                 self._expect(answer, 201)
             elif mine >= 3:
@@ -147,8 +151,9 @@ def machine(world: World) -> type[RuleBasedStateMachine]:
             appointment_id = data.draw(st.sampled_from(sorted(self.model.appointments)))
             row = self.model.appointments[appointment_id]
             actor = self._actor(row, by)
+            why = {"reason": "the clinic is closed"} if by == "doctor" else {}  # a doctor says why
             answer = world.client.put(
-                f"/appointments/{appointment_id}/cancel", json={}, headers=actor.headers
+                f"/appointments/{appointment_id}/cancel", json=why, headers=actor.headers
             )
             if by == "stranger":
                 self._expect(answer, 403, "forbidden")

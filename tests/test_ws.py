@@ -662,6 +662,20 @@ def test_a_doctor_holding_is_a_forbidden_error(world: World, client: TestClient)
     assert error["code"] == "forbidden"
 
 
+def test_a_hold_the_one_per_patient_rule_would_refuse_is_an_already_booked_error(
+    world: World, client: TestClient
+) -> None:
+    doctor, patient = world.doctor(), world.patient()
+    booked = world.book(patient, doctor, slot(10))
+    with connected(client, patient) as peer:
+        error = hold(peer, doctor, slot(11))
+        moving = peer.command(
+            "hold", doctor_id=doctor.id, start=iso(slot(12)), appointment_id=booked["id"]
+        )
+    assert (error["type"], error["code"]) == ("error", "already_booked")
+    assert moving["type"] == "held"  # a hold to move that appointment is not a second one
+
+
 def test_a_hold_past_the_cap_is_a_too_many_holds_error(world: World, client: TestClient) -> None:
     doctor, patient = world.doctor(), world.patient()
     with connected(client, patient) as peer:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,10 +10,11 @@ from hub import access, accounts, privacy
 from hub.api import signin
 from hub.api.endpoint import MAX_ID, Call, Endpoint, Param
 from hub.auth import Principal, Role, require
-from hub.models import Doctor
+from hub.models import Doctor, Patient
 from hub.schemas import (
     Approval,
     AuditOut,
+    DeskRegistration,
     DoctorChanged,
     DoctorCreate,
     DoctorOut,
@@ -23,12 +25,14 @@ from hub.schemas import (
     HistoryOut,
     Login,
     PatientChanged,
+    PatientContact,
     PatientCreate,
     PatientExport,
     PatientOut,
     PatientUpdate,
-    PersonCreate,
     PersonUpdate,
+    StaffCreate,
+    StaffOut,
     Standing,
     TokenOut,
 )
@@ -40,8 +44,47 @@ class DoctorFilter(BaseModel):
     specialization: str | None = Field(default=None, max_length=50)
 
 
-def _person(body: PersonCreate) -> accounts.NewPerson:
-    return accounts.NewPerson(**body.model_dump(exclude={"specialization_id"}))
+def _person(body: DeskRegistration) -> accounts.NewPerson:
+    fields = body.model_dump(exclude={"specialization_id"})
+    fields.setdefault("password", secrets.token_urlsafe(32))  # at the desk: nobody knows it
+    return accounts.NewPerson(**fields)
+
+
+def _patient_view(call: Call[Any], row: Patient) -> PatientOut | PatientContact:
+    # The front desk sees what scheduling needs; the patient, their doctors and admins all.
+    if access.is_staff(call.principal):
+        return PatientContact.model_validate(row)
+    return PatientOut.model_validate(row)
+
+
+async def register_at_desk(call: Call[DeskRegistration]) -> PatientContact:
+    person = _person(call.body)
+    row = await accounts.register_at_desk(
+        call.hub.sessions, call.hub.passwords, call.principal, person
+    )
+    return PatientContact.model_validate(row)
+
+
+async def create_staff(call: Call[StaffCreate]) -> StaffOut:
+    body = call.body
+    row = await accounts.add_staff(
+        call.hub.sessions,
+        call.hub.passwords,
+        call.principal,
+        body.email,
+        body.password,
+        (body.first_name, body.last_name),
+    )
+    return StaffOut.model_validate(row)
+
+
+async def list_staff(call: Call[None]) -> list[StaffOut]:
+    rows = await accounts.list_staff(call.hub.sessions, call.principal)
+    return [StaffOut.model_validate(row) for row in rows]
+
+
+async def me_staff(call: Call[None]) -> StaffOut:
+    return StaffOut.model_validate(await accounts.get_staff(call.hub.sessions, call.principal))
 
 
 def _changes(body: PersonUpdate) -> accounts.PersonChanges:
@@ -72,9 +115,15 @@ async def register_patient(call: Call[PatientCreate]) -> PatientOut:
     return PatientOut.model_validate(row)
 
 
-async def list_patients(call: Call[None]) -> list[PatientOut]:
-    rows = await accounts.list_patients(call.hub.sessions, call.principal)
-    return [PatientOut.model_validate(row) for row in rows]
+class PatientSearch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    q: str | None = Field(default=None, max_length=100)
+
+
+async def list_patients(call: Call[None]) -> list[PatientOut | PatientContact]:
+    search = call.query(PatientSearch).q
+    rows = await accounts.list_patients(call.hub.sessions, call.principal, search)
+    return [_patient_view(call, row) for row in rows]
 
 
 async def me_patient(call: Call[None]) -> PatientOut:
@@ -84,9 +133,9 @@ async def me_patient(call: Call[None]) -> PatientOut:
     )
 
 
-async def get_patient(call: Call[None]) -> PatientOut:
+async def get_patient(call: Call[None]) -> PatientOut | PatientContact:
     row = await accounts.get_patient(call.hub.sessions, call.principal, call.path_int("id"))
-    return PatientOut.model_validate(row)
+    return _patient_view(call, row)
 
 
 async def update_patient(call: Call[PatientUpdate]) -> PatientChanged:
@@ -244,11 +293,11 @@ async def update_doctor(call: Call[DoctorUpdate]) -> DoctorChanged:
 def _login_endpoint(role: Role) -> Endpoint[Login, TokenOut]:
     return Endpoint(
         "POST",
-        f"/{role.value}s/login",
+        f"{role.path}/login",
         _login(role),
         summary=f"Sign in as {'an' if role is Role.admin else 'a'} {role.value} "
         "(OAuth2 password form)",
-        tag=f"{role.value}s",
+        tag=role.path[1:],
         response=TokenOut,
         body=Login,
         form=True,
@@ -264,10 +313,12 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "/patients/",
         list_patients,
         audit=("patients.list", "patients"),
-        summary="Patients: all for admins, a doctor's own patients for a doctor",
+        summary="Patients: all for admins, a doctor's own patients for a doctor; the front "
+        "desk searches (`q`: name, email, phone or date of birth) and sees their contact",
         tag="patients",
-        response=list[PatientOut],
-        errors=(401, 403),
+        response=list[PatientOut | PatientContact],
+        errors=(401, 403, 422),
+        query=(Param("q", {"type": "string", "maxLength": 100}, "words to look for"),),
     ),
     Endpoint(
         "POST",
@@ -296,9 +347,10 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         "/patients/{id:int}",
         get_patient,
         audit=("patient.read", "patient:{id}"),
-        summary="A patient's record (self, their doctors, admins)",
+        summary="A patient's record (self, their doctors, admins; the front desk sees their "
+        "contact)",
         tag="patients",
-        response=PatientOut,
+        response=PatientOut | PatientContact,
         errors=(401, 403, 404),
     ),
     Endpoint(
@@ -401,6 +453,49 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         errors=(401, 403, 404, 409, 422),
     ),
     _login_endpoint(Role.admin),
+    _login_endpoint(Role.staff),
+    Endpoint(
+        "POST",
+        "/staff/",
+        create_staff,
+        summary="Create a front-desk account (admins)",
+        tag="staff",
+        response=StaffOut,
+        body=StaffCreate,
+        status=201,
+        errors=(401, 403, 409, 422),
+    ),
+    Endpoint(
+        "GET",
+        "/staff/",
+        list_staff,
+        summary="Every front-desk account (admins)",
+        tag="staff",
+        response=list[StaffOut],
+        errors=(401, 403),
+    ),
+    Endpoint(
+        "GET",
+        "/staff/me",
+        me_staff,
+        summary="The signed-in front-desk account",
+        tag="staff",
+        response=StaffOut,
+        errors=(401, 403),
+    ),
+    Endpoint(
+        "POST",
+        "/staff/patients",
+        register_at_desk,
+        audit=("patient.register", "patients"),
+        summary="Register a patient who calls or walks in (front desk, admins): no password; "
+        "the patient sets one later",
+        tag="staff",
+        response=PatientContact,
+        body=DeskRegistration,
+        status=201,
+        errors=(401, 403, 409, 422),
+    ),
     Endpoint(
         "PUT",
         "/doctors/{id:int}/approval",
@@ -414,10 +509,10 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
     *(
         Endpoint(
             "PUT",
-            f"/{role.value}s/{{id:int}}/active",
+            f"{role.path}/{{id:int}}/active",
             _set_active(role),
             summary=f"Deactivate (ending its sessions) or reactivate a {role.value} (admins)",
-            tag=f"{role.value}s",
+            tag=role.path[1:],
             body=Standing,
             status=204,
             errors=(401, 403, 404, 422),
@@ -427,10 +522,10 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
     *(
         Endpoint(
             "POST",
-            f"/{role.value}s/me/sign-out",
+            f"{role.path}/me/sign-out",
             _sign_out(role),
             summary="Sign out everywhere: every session of this account ends, this one too",
-            tag=f"{role.value}s",
+            tag=role.path[1:],
             status=204,
             errors=(401, 403),
         )

@@ -5,8 +5,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hub import visits
 from hub.api.endpoint import Call, Endpoint, Param
 from hub.errors import InvalidInput
+from hub.models import Appointment
 from hub.schemas import (
     AppointmentCreate,
     AppointmentOut,
@@ -37,6 +39,14 @@ def _idempotency_key(call: Call[Any]) -> str | None:
     return key
 
 
+def _out(call: Call[Any], row: Appointment) -> AppointmentOut:
+    # The patient's reason only for the doctor, the front desk and admins.
+    out = AppointmentOut.model_validate(row)
+    if visits.sees_reason(call.principal, row.doctor_id):
+        return out.model_copy(update={"reason": row.reason})
+    return out
+
+
 async def book(call: Call[AppointmentCreate]) -> AppointmentOut:
     body = call.body
     row, _replayed = await call.hub.booking.book(
@@ -46,14 +56,21 @@ async def book(call: Call[AppointmentCreate]) -> AppointmentOut:
         patient_id=body.patient_id,
         hold_id=body.hold_id,
         idempotency_key=_idempotency_key(call),
+        visit_type_id=body.visit_type_id,
+        reason=body.reason,
     )
-    return AppointmentOut.model_validate(row)
+    return _out(call, row)
 
 
 async def hold(call: Call[HoldCreate]) -> HoldOut:
     body = call.body
     held = await call.hub.booking.hold(
-        call.principal, body.doctor_id, body.scheduled_datetime, address=call.address
+        call.principal,
+        body.doctor_id,
+        body.scheduled_datetime,
+        address=call.address,
+        moving=body.appointment_id,
+        visit_type_id=body.visit_type_id,
     )
     return HoldOut(
         hold_id=held.id,
@@ -69,39 +86,40 @@ async def release(call: Call[None]) -> None:
 
 async def for_patient(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_patient(call.principal, call.path_int("id"))
-    return [AppointmentOut.model_validate(row) for row in rows]
+    return [_out(call, row) for row in rows]
 
 
 async def for_doctor(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_doctor(call.principal, call.path_int("id"))
-    return [
-        AppointmentOut.model_validate(row).model_copy(update={"outside_hours": outside})
-        for row, outside in rows
-    ]
+    return [_out(call, row).model_copy(update={"outside_hours": outside}) for row, outside in rows]
 
 
 async def cancel(call: Call[CancelRequest]) -> AppointmentOut:
     body = call.body
     row = await call.hub.lifecycle.cancel(call.principal, call.path_int("id"), body.reason)
-    return AppointmentOut.model_validate(row)
+    return _out(call, row)
 
 
 async def complete(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.complete(call.principal, call.path_int("id"))
-    return AppointmentOut.model_validate(row)
+    return _out(call, row)
 
 
 async def no_show(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.no_show(call.principal, call.path_int("id"))
-    return AppointmentOut.model_validate(row)
+    return _out(call, row)
 
 
 async def reschedule(call: Call[RescheduleRequest]) -> AppointmentOut:
     body = call.body
     row = await call.hub.booking.reschedule(
-        call.principal, call.path_int("id"), body.scheduled_datetime, body.hold_id
+        call.principal,
+        call.path_int("id"),
+        body.scheduled_datetime,
+        body.hold_id,
+        body.visit_type_id,
     )
-    return AppointmentOut.model_validate(row)
+    return _out(call, row)
 
 
 async def history(call: Call[None]) -> list[HistoryOut]:

@@ -152,7 +152,9 @@ def routes(endpoints: list[Endpoint[Any, Any]]) -> list[BaseRoute]:
     asyncapi_document = asyncapi.document()
 
     async def asyncapi_json(request: Request) -> JSONResponse:
-        return JSONResponse(asyncapi_document)
+        url = request.url  # the Host the request came to (and the scheme a proxy forwarded)
+        secure = url.scheme in ("https", "wss")
+        return JSONResponse(asyncapi.served_at(asyncapi_document, url.netloc, secure))
 
     async def docs(request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE)

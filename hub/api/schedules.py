@@ -24,6 +24,7 @@ class WindowQuery(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
     first: str = Field(alias="from", max_length=40)
     last: str = Field(alias="to", max_length=40)
+    visit_type_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 def _intervals(items: list[IntervalIn]) -> tuple[Interval, ...]:
@@ -88,13 +89,17 @@ def calendar_out(view: CalendarView) -> CalendarOut:
         doctor_id=view.doctor_id,
         timezone=view.timezone,
         slots=[SlotOut.model_validate(slot) for slot in view.slots],
+        policy=PolicyIn(**asdict(view.policy)),
     )
 
 
 async def doctor_slots(call: Call[None]) -> CalendarOut:
     query = call.query(WindowQuery)
     window = Window.parse(query.first, query.last)
-    return calendar_out(await call.hub.calendar.view(call.principal, call.path_int("id"), window))
+    view = await call.hub.calendar.view(
+        call.principal, call.path_int("id"), window, query.visit_type_id
+    )
+    return calendar_out(view)
 
 
 ENDPOINTS: list[Endpoint[Any, Any]] = [
@@ -129,6 +134,7 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         query=(
             Param("from", {"type": "string"}, "YYYY-MM-DD (doctor's local date) or ISO time", True),
             Param("to", {"type": "string"}, "YYYY-MM-DD (inclusive) or ISO time (exclusive)", True),
+            Param("visit_type_id", {"type": "integer", "minimum": 1}, "Default: the first"),
         ),
     ),
 ]

@@ -22,6 +22,17 @@ async def add_specialization(call: Call[SpecializationCreate]) -> Specialization
     return SpecializationOut.model_validate(row)
 
 
+async def rename_specialization(call: Call[SpecializationCreate]) -> SpecializationOut:
+    row = await catalog.rename_specialization(
+        call.hub.sessions, call.principal, call.path_int("id"), call.body.name
+    )
+    return SpecializationOut.model_validate(row)
+
+
+async def remove_specialization(call: Call[None]) -> None:
+    await catalog.remove_specialization(call.hub.sessions, call.principal, call.path_int("id"))
+
+
 ENDPOINTS: list[Endpoint[Any, Any]] = [
     Endpoint(
         "POST",
@@ -52,5 +63,24 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
         response=SpecializationOut,
         auth=False,
         errors=(404,),
+    ),
+    Endpoint(
+        "PUT",
+        "/specializations/{id:int}",
+        rename_specialization,
+        summary="Rename a specialization (admins); its doctors keep it",
+        tag="specializations",
+        response=SpecializationOut,
+        body=SpecializationCreate,
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Endpoint(
+        "DELETE",
+        "/specializations/{id:int}",
+        remove_specialization,
+        summary="Remove a specialization (admins); 409 in_use while a doctor has it",
+        tag="specializations",
+        status=204,
+        errors=(401, 403, 404, 409),
     ),
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from hub import events, protocol
+from hub import events, protocol, visits
 from hub.auth import Principal
 from hub.calendar import Window
 from hub.errors import HubError, InvalidInput, Unauthenticated, Unavailable, problem
@@ -166,6 +166,8 @@ async def hold(connection: Connection, command: HoldCommand) -> Held:
         command["doctor_id"],
         start,
         address=client.host if client is not None else "unknown",
+        moving=command.get("appointment_id"),
+        visit_type_id=command.get("visit_type_id"),
     )
     return {
         "type": "held",
@@ -187,17 +189,20 @@ async def book(connection: Connection, command: Book) -> Booked:
         connection.principal,
         command.get("doctor_id"),
         None if start is None else _start(start),
+        patient_id=command.get("patient_id"),
         hold_id=command.get("hold_id"),
         idempotency_key=command.get("idempotency_key"),
+        visit_type_id=command.get("visit_type_id"),
+        reason=command.get("reason"),
     )
-    return {"type": "booked", "replayed": replayed, "appointment": _appointment(row)}
+    return {"type": "booked", "replayed": replayed, "appointment": _appointment(connection, row)}
 
 
 async def cancel(connection: Connection, command: Cancel) -> Cancelled:
     row = await connection.hub.lifecycle.cancel(
         connection.principal, command["appointment_id"], command.get("reason")
     )
-    return {"type": "cancelled", "appointment": _appointment(row)}
+    return {"type": "cancelled", "appointment": _appointment(connection, row)}
 
 
 async def reschedule(connection: Connection, command: Reschedule) -> Rescheduled:
@@ -207,8 +212,9 @@ async def reschedule(connection: Connection, command: Reschedule) -> Rescheduled
         command["appointment_id"],
         None if start is None else _start(start),
         command.get("hold_id"),
+        command.get("visit_type_id"),
     )
-    return {"type": "rescheduled", "appointment": _appointment(row)}
+    return {"type": "rescheduled", "appointment": _appointment(connection, row)}
 
 
 Handler = Callable[["Connection", Any], Awaitable[Reply | None]]
@@ -235,8 +241,11 @@ def _start(text: str) -> datetime:
         ) from exc
 
 
-def _appointment(row: Appointment) -> protocol.Appointment:
-    return cast(protocol.Appointment, AppointmentOut.model_validate(row).model_dump(mode="json"))
+def _appointment(connection: Connection, row: Appointment) -> protocol.Appointment:
+    out = AppointmentOut.model_validate(row)
+    if visits.sees_reason(connection.principal, row.doctor_id):
+        out = out.model_copy(update={"reason": row.reason})
+    return cast(protocol.Appointment, out.model_dump(mode="json"))
 
 
 def _cancelling() -> bool:

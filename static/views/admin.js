@@ -1,6 +1,6 @@
-// Administration: specializations (add), doctors and patients.
+// Administration: specializations (add, rename, remove), doctors and patients.
 
-import { get, post, put } from '../api.js';
+import { del, get, post, put } from '../api.js';
 import { doctorName, personName } from '../labels.js';
 import { announce, clearFieldErrors, field, h, messageBox, plain, showFieldErrors, syncLiveActions, present } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
@@ -49,18 +49,123 @@ export const mount = defineView((view, ctx, life) => {
     h('section', { class: 'card', 'aria-labelledby': 'specs-title' }, h('h2', { id: 'specs-title' }, 'Specializations'), form, specs),
     h('section', { class: 'card', 'aria-labelledby': 'doctors-title' }, h('h2', { id: 'doctors-title' }, 'Doctors'), doctors),
     h('section', { class: 'card', 'aria-labelledby': 'patients-title' }, h('h2', { id: 'patients-title' }, 'Patients'), patients),
+    staffSection(),
   ));
+
+  // Front-desk accounts: the list, and a form to add one.
+  function staffSection() {
+    const list = h('ul', { class: 'plain-list', id: 'staff-list' });
+    const inputs = {
+      first_name: h('input', { type: 'text', name: 'first_name', maxlength: '50' }),
+      last_name: h('input', { type: 'text', name: 'last_name', maxlength: '50' }),
+      email: h('input', { type: 'email', name: 'email', maxlength: '100' }),
+      password: h('input', { type: 'password', name: 'password', autocomplete: 'new-password' }),
+    };
+    const note = messageBox('staff-message');
+    const add = h('form', { class: 'form', novalidate: true, 'aria-labelledby': 'staff-title' },
+      field('First name', inputs.first_name), field('Last name', inputs.last_name),
+      field('Email address', inputs.email), field('Password', inputs.password),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Add a front-desk account')), note.element);
+    async function load() {
+      const rows = await get('/staff/');
+      if (!life.disposed) list.replaceChildren(...rows.map((s) => h('li', {}, `${personName(s)} · ${s.email}`)));
+    }
+    add.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearFieldErrors(add);
+      note.clear();
+      const body = Object.fromEntries(Object.entries(inputs).map(([k, input]) => [k, input.value.trim()]));
+      body.password = inputs.password.value;
+      try {
+        const made = await post('/staff/', body);
+        note.success(`${personName(made)} can sign in as the front desk.`);
+        await load();
+      } catch (error) {
+        if (error.fields && error.fields.length) showFieldErrors(add, error.fields);
+        else note.error(plain(error));
+      }
+    });
+    load().catch((error) => message.error(plain(error)));
+    return h('section', { class: 'card', 'aria-labelledby': 'staff-title' }, h('h2', { id: 'staff-title' }, 'Front desk'), list, add);
+  }
 
   async function loadSpecs() {
     try {
       const items = await get('/specializations/');
       if (life.disposed) return;
-      specs.replaceChildren(
-        h('ul', { class: 'tags', 'aria-label': 'All specializations' }, items.map((s) => h('li', { dataset: { id: String(s.id) } }, s.name))),
-      );
+      specs.replaceChildren(h('ul', { class: 'spec-list', 'aria-label': 'All specializations' }, items.map(specItem)));
+      syncLiveActions(specs, live.isLive);
     } catch (error) {
       if (!life.disposed) specs.replaceChildren(h('p', { class: 'message error', role: 'alert' }, plain(error)));
     }
+  }
+
+  // One specialization: its name, Rename (the name becomes a field) and Remove, each
+  // answered next to itself.
+  function specItem(spec) {
+    const item = h('li', { class: 'spec', dataset: { id: String(spec.id) } });
+    const said = messageBox(`spec-${spec.id}-message`);
+    const button = (text, label, onclick) =>
+      h('button', { type: 'button', class: 'secondary small', 'aria-label': `${text} ${label}`, dataset: { needsLive: '' }, onclick }, text);
+
+    function show() {
+      item.replaceChildren(
+        h('span', { class: 'spec-name' }, spec.name),
+        h('span', { class: 'actions' }, button('Rename', spec.name, edit), button('Remove', spec.name, remove)),
+        said.element,
+      );
+      syncLiveActions(item, live.isLive);
+    }
+
+    function edit() {
+      const input = h('input', { type: 'text', name: 'name', maxlength: '50', autocomplete: 'off', value: spec.name });
+      const form = h(
+        'form',
+        { class: 'form inline-form rename', novalidate: true },
+        field(`New name for ${spec.name}`, input),
+        h('div', { class: 'actions' }, h('button', { type: 'submit', dataset: { needsLive: '' } }, 'Save name'), button('Cancel', 'renaming', show)),
+      );
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        const value = input.value.trim();
+        if (!value) {
+          showFieldErrors(form, [{ field: 'name', message: 'Please enter a name' }]);
+          return;
+        }
+        try {
+          const renamed = await put(`/specializations/${spec.id}`, { name: value });
+          announce(`Renamed to ${renamed.name}.`);
+          await Promise.all([loadSpecs(), loadPeople()]);
+        } catch (error) {
+          const fields = error.code === 'name_taken'
+            ? [{ field: 'name', message: 'A specialization with this name already exists' }]
+            : error.fields && error.fields.length ? error.fields : [{ field: 'name', message: plain(error) }];
+          showFieldErrors(form, fields);
+        }
+      });
+      item.replaceChildren(form);
+      syncLiveActions(item, live.isLive);
+      input.focus();
+    }
+
+    async function remove() {
+      said.clear();
+      try {
+        await del(`/specializations/${spec.id}`);
+        announce(`Specialization ${spec.name} removed.`);
+        await loadSpecs();
+      } catch (error) {
+        said.error(
+          error.code === 'in_use'
+            ? `“${spec.name}” cannot be removed: a doctor has it. Move them to another specialization first.`
+            : plain(error),
+        );
+      }
+    }
+
+    show();
+    return item;
   }
 
   async function loadPeople() {

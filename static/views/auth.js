@@ -4,7 +4,7 @@ import { get, post, signIn } from '../api.js';
 import { clearFieldErrors, field, h, messageBox, plain, showFieldErrors, present } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
 
-const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin' };
+const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
 
 function roleChoice(name, roles, selected, onChange) {
   const legendId = `${name}-legend`;
@@ -30,7 +30,7 @@ function roleChoice(name, roles, selected, onChange) {
 }
 
 export const login = defineView((view, ctx) => {
-  const role = ['patient', 'doctor', 'admin'].includes(ctx.params.get('role'))
+  const role = ['patient', 'doctor', 'admin', 'staff'].includes(ctx.params.get('role'))
     ? ctx.params.get('role')
     : 'patient';
   const message = messageBox('login-message');
@@ -49,6 +49,7 @@ export const login = defineView((view, ctx) => {
       ['patient', 'a patient'],
       ['doctor', 'a doctor'],
       ['admin', 'an administrator'],
+      ['staff', 'the front desk'],
     ], role),
     field('Email address', email),
     field('Password', password),
@@ -73,7 +74,7 @@ export const login = defineView((view, ctx) => {
       const me = await signIn(chosen, email.value.trim(), password.value);
       ctx.navigate(HOME[me.role]);
     } catch (error) {
-      const who = { patient: 'a patient', doctor: 'a doctor', admin: 'an administrator' }[chosen];
+      const who = { patient: 'a patient', doctor: 'a doctor', admin: 'an administrator', staff: 'a front-desk' }[chosen];
       message.error(
         error.code === 'invalid_credentials'
           ? `That email and password do not match ${who}'s account. Check both, and whether you are signing in as ${who}.`

@@ -16,7 +16,7 @@ import {
   parseLocalDate,
   weekStart,
 } from '../../ui.js';
-import { LABEL, kindOf } from './slots.js';
+import { LABEL, cancelRule, kindOf } from './slots.js';
 
 const rangeFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', year: 'numeric' });
 
@@ -56,23 +56,33 @@ export function weekCalendar(page) {
   }
 
   function renderHint() {
+    renderPolicy();
     const hint = view.querySelector('#one-per-patient');
     if (!hint) return;
     const upcoming = state.upcoming;
-    if (!upcoming || state.reschedule) {
+    // Only the doctor's rule refuses a second appointment (and then a hold is refused too).
+    if (!upcoming || state.reschedule || !state.policy || !state.policy.one_per_patient) {
       hint.hidden = true;
       return;
     }
     hint.hidden = false;
     hint.replaceChildren(
-      `You already have an appointment with this doctor on ${formatWhen(new Date(upcoming.scheduled_datetime))}. `,
+      `You already have an appointment with this doctor on ${formatWhen(new Date(upcoming.scheduled_datetime))}, `,
+      'and this doctor takes one upcoming appointment per patient, so another time cannot be booked. ',
       h(
         'a',
         { href: `#/book?doctor=${upcoming.doctor_id}&spec=${state.specId || ''}&reschedule=${upcoming.id}&week=${localDate(weekStart(new Date(upcoming.scheduled_datetime)))}` },
         'Reschedule it',
       ),
-      ' instead of booking another.',
+      ' instead.',
     );
+  }
+
+  function renderPolicy() {
+    const note = view.querySelector('#cancel-policy');
+    if (!note) return;
+    note.hidden = !state.policy;
+    if (state.policy) note.textContent = cancelRule(state.policy);
   }
 
   function changeWeek(days) {
@@ -122,7 +132,8 @@ export function weekCalendar(page) {
       h('li', { dataset: { state: 'yours' } }, h('span', { class: 'swatch' }), 'Yours'),
     );
     const hint = h('p', { id: 'one-per-patient', class: 'message info', hidden: true });
-    element.replaceChildren(info, nav, legend, hint, state.loaded ? week() : waiting());
+    const policy = h('p', { id: 'cancel-policy', class: 'policy-note', hidden: true });
+    element.replaceChildren(info, policy, hint, nav, legend, state.loaded ? week() : waiting());
     renderHint();
     page.panel.render();
   }

@@ -27,6 +27,7 @@ export const mount = defineView((view, ctx, life) => {
     loaded: false,
     mine: new Map(), // instant key -> appointment id, this doctor's active appointments of mine
     upcoming: null, // my next appointment with this doctor (for the one-per-patient hint)
+    policy: null, // the doctor's booking rules (cancel cutoff, one per patient), shown before a hold
     hold: null, // {id, key, start, end, expiresAt, idempotency, direct}
     pendingKey: null, // a slot whose hold or booking is in flight
     result: null, // {text} after a booking or a move
@@ -65,6 +66,7 @@ export const mount = defineView((view, ctx, life) => {
       h(
         'div',
         { class: 'pickers' },
+        page.pickers.picked,
         h('section', { class: 'card' }, h('h2', { id: 'spec-title' }, '1. Choose a specialization'), page.pickers.specs),
         h('section', { class: 'card' }, h('h2', { id: 'doctor-title' }, '2. Choose a doctor'), page.pickers.doctors),
       ),
@@ -96,6 +98,7 @@ export const mount = defineView((view, ctx, life) => {
     state.result = null;
     state.mine = new Map();
     state.upcoming = null;
+    state.policy = null;
   }
 
   function startWatching() {
@@ -105,7 +108,25 @@ export const mount = defineView((view, ctx, life) => {
     live.watch(state.doctorId, isoUtc(state.week), isoUtc(addDays(state.week, 7)));
     remember();
     page.calendar.render();
+    page.pickers.renderDoctors(); // collapses the pickers on a phone: the calendar comes up
     loadMine();
+    loadPolicy();
+  }
+
+  // The rules that decide whether a booking can be confirmed or cancelled, from the public
+  // slots answer (any one day carries them).
+  async function loadPolicy() {
+    const doctorId = state.doctorId;
+    const day = localDate(new Date());
+    let answer;
+    try {
+      answer = await get(`/doctors/${doctorId}/slots?from=${day}&to=${day}`, { auth: false });
+    } catch {
+      return;
+    }
+    if (life.disposed || doctorId !== state.doctorId) return;
+    state.policy = answer.policy;
+    page.calendar.renderHint();
   }
 
   async function loadMine() {

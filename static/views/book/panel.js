@@ -3,8 +3,8 @@
 // what happened to the slot the patient picked.
 
 import { doctorName } from '../../labels.js';
-import { announce, countdown, formatLongDay, formatTime, formatWhen, h, instantKey, isoUtc, plain, present, syncLiveActions } from '../../ui.js';
-import { EXPLAIN, kindOf } from './slots.js';
+import { announce, countdown, formatLongDay, formatTime, formatWhen, h, instantKey, isoUtc, plain, present, reveal, syncLiveActions } from '../../ui.js';
+import { EXPLAIN, cancelUntil, kindOf } from './slots.js';
 
 function randomKey() {
   const bytes = new Uint8Array(16);
@@ -16,6 +16,7 @@ export function holdPanel(page) {
   const { state, live, life, notice } = page;
   const element = h('section', { id: 'hold-panel', class: 'hold-panel', 'aria-labelledby': 'hold-title', hidden: true });
   let timer = null;
+  let revealed = null;
   life.defer(() => clearInterval(timer));
 
   async function pick(key) {
@@ -41,7 +42,9 @@ export function holdPanel(page) {
     state.pendingKey = key;
     page.calendar.paint(key);
     try {
-      const reply = await live.send({ type: 'hold', doctor_id: state.doctorId, start: isoUtc(slot.start) });
+      const command = { type: 'hold', doctor_id: state.doctorId, start: isoUtc(slot.start) };
+      if (state.reschedule) command.appointment_id = state.reschedule.id; // moving it: not a second one
+      const reply = await live.send(command);
       if (life.disposed) return;
       state.hold = {
         id: reply.hold_id,
@@ -189,6 +192,15 @@ export function holdPanel(page) {
   }
 
   function render() {
+    draw();
+    // What happened to the patient's pick shows where they look: scrolled to when it is
+    // off-screen (on a desktop the panel sits under the left column), once per news.
+    const news = state.notice || state.result || state.hold;
+    if (!element.hidden && news !== revealed) reveal(element);
+    revealed = news;
+  }
+
+  function draw() {
     clearInterval(timer);
     timer = null;
     const hold = state.hold;
@@ -256,6 +268,7 @@ export function holdPanel(page) {
             ' (minutes:seconds). Confirm before it runs out.',
           )
         : h('p', { class: 'hold-timer' }, 'This time is not held for you: confirm quickly, someone else may book it first.'),
+      state.policy && !moving ? h('p', { class: 'policy-note' }, cancelUntil(state.policy, hold.start)) : null,
       h('div', { class: 'actions' }, confirmButton, cancelButton),
     ));
     syncLiveActions(element, live.isLive);

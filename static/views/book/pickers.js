@@ -1,4 +1,5 @@
-// Steps 1 and 2 of booking: a specialization, then one of its doctors.
+// Steps 1 and 2 of booking: a specialization, then one of its doctors. On a phone the two
+// fold into one line once a doctor is chosen, so that the calendar comes up near the top.
 
 import { get } from '../../api.js';
 import { doctorName } from '../../labels.js';
@@ -17,6 +18,28 @@ export function pickers(page) {
   const { state, life } = page;
   const specs = h('div', { class: 'choices', role: 'group', 'aria-labelledby': 'spec-title' });
   const doctors = h('div', { class: 'choices doctors', role: 'group', 'aria-labelledby': 'doctor-title' });
+  const picked = h('div', { class: 'picked', id: 'picked' });
+  let expanded = false; // the patient asked to see the choices again
+
+  function renderPicked() {
+    const container = picked.parentElement;
+    const doctor = state.doctorId && (state.doctors || []).find((d) => d.id === state.doctorId);
+    if (container) container.classList.toggle('collapsed', Boolean(doctor) && !expanded);
+    if (!doctor) {
+      picked.replaceChildren();
+      return;
+    }
+    const change = h('button', { type: 'button', class: 'secondary small', onclick: () => {
+      expanded = true;
+      renderPicked();
+      const first = container && container.querySelector('.choice[aria-pressed="true"], .choice');
+      if (first) first.focus();
+    } }, 'Change', h('span', { class: 'visually-hidden' }, ' the specialization or doctor'));
+    picked.replaceChildren(
+      h('p', { class: 'picked-names' }, h('strong', {}, doctorName(doctor))), // its specialization: below
+      change,
+    );
+  }
 
   function renderSpecs() {
     keepFocus(specs, drawSpecs);
@@ -36,6 +59,7 @@ export function pickers(page) {
 
   function renderDoctors() {
     keepFocus(doctors, drawDoctors);
+    renderPicked();
   }
 
   function drawDoctors() {
@@ -106,7 +130,11 @@ export function pickers(page) {
   }
 
   function chooseDoctor(id) {
-    if (id === state.doctorId) return;
+    expanded = false;
+    if (id === state.doctorId) {
+      renderPicked();
+      return;
+    }
     page.message.clear();
     state.notice = null;
     page.leaveDoctor();
@@ -116,5 +144,5 @@ export function pickers(page) {
     announce(`${doctorName(state.doctors.find((d) => d.id === id))} selected. Loading times.`);
   }
 
-  return { specs, doctors, renderSpecs, renderDoctors, loadSpecs };
+  return { specs, doctors, picked, renderSpecs, renderDoctors, loadSpecs };
 }
