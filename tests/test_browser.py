@@ -754,6 +754,30 @@ def test_the_front_desk_books_for_a_caller_while_another_patient_sees_it_live(
         expect(page.locator("#desk-appointments")).to_contain_text("Scheduled")
 
 
+def test_a_doctor_cancels_with_a_reason_and_the_patients_page_shows_it(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        booked = clinic.book(ada, doctor, slot(10, days_ahead=7))
+        clinic.close()
+        page_d = pages.open(url)
+        sign_in(page_d, doctor)
+        item = page_d.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
+        item.get_by_role("button", name=re.compile("^Cancel: Ada Lovelace")).click()
+        item.get_by_role("button", name="Cancel the appointment").click()  # no reason yet
+        expect(item.locator('[data-field="reason"] .field-error')).to_contain_text("why")
+        item.get_by_label("Reason the patient is told").fill("The clinic is closed that day")
+        item.get_by_role("button", name="Cancel the appointment").click()
+        expect(item).to_contain_text("Cancelled")
+        page = pages.open(url)
+        sign_in(page, ada)
+        page.get_by_role("link", name="My appointments").click()
+        expect(page.locator("main")).to_contain_text("The clinic is closed that day")
+
+
 # ---- 6. an admin approves a doctor who registered ------------------------------------------
 
 

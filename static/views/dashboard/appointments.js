@@ -4,7 +4,7 @@
 
 import { get, put } from '../../api.js';
 import { personName, statusLabel } from '../../labels.js';
-import { announce, formatDay, formatLongDay, formatTime, formatWhen, h, keepFocus, localDate, messageBox, plain, syncLiveActions } from '../../ui.js';
+import { announce, clearFieldErrors, field, formatDay, formatLongDay, formatTime, formatWhen, h, keepFocus, localDate, messageBox, plain, showFieldErrors, syncLiveActions } from '../../ui.js';
 
 function fromApi(item) {
   return {
@@ -74,6 +74,41 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
     );
   }
 
+  // Cancelling is two steps: the reason the patient is told (required), then the confirmation.
+  function cancelButton(item, feedback, actions) {
+    const label = `Cancel: ${item.patientName}, ${when(item, true)}`;
+    const open = h('button', { type: 'button', class: 'danger cancel', dataset: { needsLive: '' }, 'aria-label': label }, 'Cancel');
+    open.addEventListener('click', () => {
+      const reason = h('input', { type: 'text', name: 'reason', maxlength: '500', autocomplete: 'off', required: true });
+      const form = h('form', { class: 'form inline-form cancel-form', novalidate: true },
+        field('Reason the patient is told', reason),
+        h('div', { class: 'actions' },
+          h('button', { type: 'submit', class: 'danger', dataset: { needsLive: '' } }, 'Cancel the appointment'),
+          h('button', { type: 'button', class: 'secondary', onclick: () => render() }, 'Keep it')));
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        clearFieldErrors(form);
+        feedback.clear();
+        if (!reason.value.trim()) {
+          showFieldErrors(form, [{ field: 'reason', message: 'Tell the patient why' }]);
+          return;
+        }
+        try {
+          const updated = await put(`/appointments/${item.id}/cancel`, { reason: reason.value.trim() });
+          Object.assign(item, fromApi(updated), { isNew: false, change: null });
+          announce(`${item.patientName}, ${when(item, true)}: cancelled.`);
+          render();
+        } catch (error) {
+          if (error.fields && error.fields.length) showFieldErrors(form, error.fields);
+          else feedback.error(plain(error));
+        }
+      });
+      actions.replaceChildren(form);
+      reason.focus();
+    });
+    return open;
+  }
+
   function row(item, showDay) {
     const feedback = messageBox(`doc-appt-${item.id}-message`);
     const classes = ['appt', `status-${item.status}`];
@@ -103,7 +138,7 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
           action(item, feedback, 'No-show', 'secondary no-show', 'no-show', 'marked as a no-show'),
         );
       } else {
-        actions.append(action(item, feedback, 'Cancel', 'danger cancel', 'cancel', 'cancelled'));
+        actions.append(cancelButton(item, feedback, actions));
       }
       li.append(actions, feedback.element);
     }
