@@ -304,15 +304,11 @@ async def set_standing(
     """An admin deactivates or reactivates an account (deactivating ends its sessions), or
     approves a doctor (or takes the approval back)."""
     require(principal, Role.admin)
-    table = TABLES[role]
     async with sessions.begin() as session:
-        row: Patient | Doctor | Admin | Staff | None = await session.get(
-            table, account_id, with_for_update=True
-        )
-        if row is None:
-            raise NotFound(f"{role} {account_id} not found")
+        row = await _locked_account(session, role, account_id)
         if active is not None:
-            row.session_epoch += 0 if active else 1
+            if not active:
+                row.session_epoch += 1
             row.active = active
         if approved is not None:
             assert isinstance(row, Doctor)
@@ -322,14 +318,20 @@ async def set_standing(
 async def end_sessions(sessions: SessionFactory, principal: Principal | None) -> None:
     """Sign out everywhere: every session of the caller's account ends, this one too."""
     caller = require(principal)
-    table = TABLES[caller.role]
     async with sessions.begin() as session:
-        row: Patient | Doctor | Admin | Staff | None = await session.get(
-            table, caller.id, with_for_update=True
-        )
-        if row is None:
-            raise NotFound(f"{caller.role} {caller.id} not found")
+        row = await _locked_account(session, caller.role, caller.id)
         row.session_epoch += 1
+
+
+async def _locked_account(
+    session: AsyncSession, role: Role, account_id: int
+) -> Patient | Doctor | Admin | Staff:
+    row: Patient | Doctor | Admin | Staff | None = await session.get(
+        TABLES[role], account_id, with_for_update=True
+    )
+    if row is None:
+        raise NotFound(f"{role} {account_id} not found")
+    return row
 
 
 SEARCH_LIMIT = 50

@@ -727,12 +727,7 @@ def test_the_front_desk_books_for_a_caller_while_another_patient_sees_it_live(
         doctor = clinic.doctor("Miranda", "Bailey")
         clinic.patient("Grace", "Hopper")  # who calls
         watcher = clinic.patient("Ada", "Lovelace")
-        make_admin(raw, settings, "admin@example.org")
-        admin = clinic._token("admin", "admin@example.org")
-        desk = {"first_name": "Rita", "last_name": "Desk", "email": "desk@example.org",
-                "password": PASSWORD}  # fmt: skip
-        made = clinic.http.post("/staff/", json=desk, headers={"Authorization": f"Bearer {admin}"})
-        assert made.status_code == 201, made.text
+        add_desk(clinic, admin_token(clinic, raw, settings))
         clinic.close()
         moment = slot(9, days_ahead=8)  # the day's first free time, which the desk picks
         page_w = pages.open(url)
@@ -835,6 +830,13 @@ LONG_NAME = "Otorhinolaryngologyandheadandnecksurgerytypotypoty"  # 50 character
 def admin_token(clinic: Clinic, raw: Engine, settings: Settings) -> dict[str, str]:
     make_admin(raw, settings, "admin@example.org")
     return {"Authorization": f"Bearer {clinic._token('admin', 'admin@example.org')}"}
+
+
+def add_desk(clinic: Clinic, admin: dict[str, str]) -> None:
+    """The front-desk account desk@example.org, made by an admin."""
+    desk = {"first_name": "Rita", "last_name": "Desk", "email": "desk@example.org"}
+    made = clinic.http.post("/staff/", json={**desk, "password": PASSWORD}, headers=admin)
+    assert made.status_code == 201, made.text
 
 
 def add_specialization(clinic: Clinic, admin: dict[str, str], name: str) -> int:
@@ -997,9 +999,7 @@ def test_screenshots_of_every_page(
         admin = admin_token(clinic, raw, settings)
         long = add_specialization(clinic, admin, LONG_NAME)  # how a long name wraps
         clinic.doctor("Derek", "Shepherd", specialization_id=long)
-        desk = {"first_name": "Rita", "last_name": "Desk", "email": "desk@example.org",
-                "password": PASSWORD}  # fmt: skip
-        assert clinic.http.post("/staff/", json=desk, headers=admin).status_code == 201
+        add_desk(clinic, admin)
 
         for width, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
 
