@@ -217,11 +217,14 @@ class RedisBus:
             await asyncio.sleep(0.05)
             return None
         if isinstance(pubsub, ClusterPubSub):
-            if not pubsub.node_pubsub_mapping:
-                raise RedisError("subscribed, but connected to no shard")
             # It holds one connection per shard and waits `timeout` on each in turn: keep the
-            # wait short so a message on one shard is not held up by the quiet others.
-            message = await pubsub.get_sharded_message(timeout=0.02)
+            # wait short so a message on one shard is not held up by the quiet others. It is
+            # read under the lock: an SSUBSCRIBE to a new shard adds that shard's connection
+            # before connecting it, and a read in between fails (redis-py 8).
+            async with self._lock:
+                if not pubsub.node_pubsub_mapping:
+                    raise RedisError("subscribed, but connected to no shard")
+                message = await pubsub.get_sharded_message(timeout=0.02)
         else:
             message = await pubsub.get_message(timeout=1.0)
         return message

@@ -31,8 +31,19 @@ from hub.schedules import Policy
 # Each length is the column's (hub.models): a longer value is a 422 here, never the database's.
 # (What the schema says is what is checked: a name has a character that is not a space; a
 # phone is not trimmed, so that its pattern means the same to a client as here.)
+# A name is trimmed of Unicode White_Space (as pydantic trims), keeps no other control character
+# and has a character left. Both sets are spelled out: `\s` means another set in Python and in
+# the ECMA-262 patterns of JSON Schema (U+001C-U+001F are space to Python alone).
+SPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+CONTROL = r"\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f"
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=r"\S")
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=50,
+        pattern=f"^[^{CONTROL}]*[^{SPACE}{CONTROL}][^{CONTROL}]*$",
+    ),
 ]
 Phone = Annotated[
     str, StringConstraints(max_length=20, pattern=r"^\+?[0-9][0-9 ()./-]{3,18}[0-9()./-]$")

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import Connection
 
 from hub.bus import Bus, MemoryBus, Message, RedisBus, slot_channel
 from tests.conftest import REDIS_KINDS, REDIS_URL, async_redis
@@ -249,3 +250,46 @@ async def test_a_channel_whose_slot_moves_to_another_shard_is_heard_again(
     await _move_slot(client, "test:doctor:5:slots")
     inbox.messages.clear()
     await _until_heard(publisher, slot_channel(5), inbox)
+
+
+@pytest.mark.skipif("cluster" not in REDIS_KINDS, reason="needs the test Redis Cluster")
+async def test_subscribing_on_a_new_shard_while_reading_loses_nothing(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A viewer of a doctor on another shard arrives while the reader waits on the first one:
+    # redis-py adds that shard's connection before connecting it, and a read in between used
+    # to fail, drop every subscription and lose what was published meanwhile.
+    client = async_redis("cluster")
+    assert isinstance(client, RedisCluster)
+    await client.initialize()
+    by_shard: dict[str, str] = {}
+    for doctor in range(1, DOCTORS + 1):
+        key = "test:" + slot_channel(doctor)
+        by_shard.setdefault(client.get_node_from_key(key).name, slot_channel(doctor))
+    channels = list(by_shard.values())
+    assert len(channels) == 3
+    connect = Connection.connect
+
+    async def slow_connect(self: Connection) -> None:  # as on a loaded machine or a far shard
+        await asyncio.sleep(0.1)
+        await connect(self)
+
+    monkeypatch.setattr(Connection, "connect", slow_connect)
+    try:
+        for _ in range(3):
+            bus = RedisBus(client, timeout=2.0, prefix="test:")
+            inboxes = [Inbox() for _ in channels]
+            try:
+                for channel, inbox in zip(channels, inboxes, strict=True):
+                    await bus.subscribe(channel, inbox)
+                    await asyncio.sleep(0.01)  # the reader is waiting on the shards it has
+                await asyncio.sleep(0.1)
+                for n, channel in enumerate(channels):
+                    await bus.publish(channel, {"n": n})
+                for n, inbox in enumerate(inboxes):
+                    assert await inbox.until(1) == [{"n": n}]
+            finally:
+                await bus.close()
+    finally:
+        await client.aclose()
+    assert "bus reader lost Redis" not in caplog.text

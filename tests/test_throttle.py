@@ -262,7 +262,9 @@ async def test_a_hashing_flood_past_the_queue_is_refused_at_once() -> None:
 def test_a_sign_in_flood_is_answered_503_overloaded_with_retry_after(
     settings: Settings, raw: Engine
 ) -> None:
-    costly = {"argon2_time_cost": 2, "argon2_memory_kib": 16384}
+    # Each check is made slow (~0.1 s) so that the attempts overlap even on a busy machine,
+    # where the test client's threads may reach the hub some milliseconds apart.
+    costly = {"argon2_time_cost": 3, "argon2_memory_kib": 65536}
     with proxied(settings, password_workers=1, password_queue=1, **costly) as client:
         owner = World(client, replace(settings, **costly), raw).patient()
         start = threading.Barrier(8)
