@@ -51,6 +51,12 @@ def is_staff(caller: Principal | None) -> bool:
     return caller is not None and caller.role is Role.staff
 
 
+def sees_clinic_day(caller: Principal | None) -> bool:
+    """The front desk and admins: every doctor's appointments of a day, with each patient's
+    name and phone."""
+    return is_staff(caller) or is_admin(caller)
+
+
 def books_for(caller: Principal | None, *, patient_id: int, doctor_id: int) -> bool:
     """Who may book for a patient: the patient themselves, the front desk, and a doctor in
     their own calendar."""

@@ -23,11 +23,13 @@ from hub.api import (
     accounts,
     appointments,
     audit,
+    clinic,
     docs,
     schedules,
     signin,
     specializations,
     visits,
+    waitlist,
 )
 from hub.api.endpoint import Endpoint, http_error, routes, server_error
 from hub.clock import Clock, utcnow
@@ -47,6 +49,8 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
     *visits.ENDPOINTS,
     *specializations.ENDPOINTS,
     *appointments.ENDPOINTS,
+    *waitlist.ENDPOINTS,
+    *clinic.ENDPOINTS,
     *audit.ENDPOINTS,
     *signin.ENDPOINTS,
 ]

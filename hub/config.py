@@ -30,6 +30,7 @@ class Settings:
     data_dir: Path = Path("hub-data")
     redis_timeout: float = 0.5
     hold_ttl: int = 120
+    offer_ttl: int = 900  # seconds a waitlist offer holds its slot for the patient
     max_holds: int = 3
     max_address_holds: int = 6  # live holds per client address, all its accounts (0: no cap)
     argon2_time_cost: int = 3
@@ -93,6 +94,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             data_dir=data_dir,
             redis_timeout=config("REDIS_TIMEOUT", cast=float, default=0.5),
             hold_ttl=config("HOLD_TTL", cast=int, default=120),
+            offer_ttl=config("OFFER_TTL", cast=int, default=900),
             max_holds=config("MAX_HOLDS", cast=int, default=3),
             max_address_holds=config("MAX_ADDRESS_HOLDS", cast=int, default=6),
             argon2_time_cost=config("ARGON2_TIME_COST", cast=int, default=3),

@@ -25,7 +25,9 @@ the HTTP status the REST edge answers with.
     │   ├── TooManyHolds           409 too_many_holds
     │   │   └── TooManyAddressHolds 409 too_many_address_holds
     │   ├── TooLate                409 too_late
-    │   └── InvalidTransition      409 invalid_transition
+    │   ├── InvalidTransition      409 invalid_transition
+    │   ├── AlreadyWaiting         409 already_waiting
+    │   └── OfferGone              409 offer_gone
     ├── PayloadTooLarge            413 payload_too_large
     ├── TooManyAttempts            429 too_many_attempts  (+ `retry_after`)
     └── Unavailable                503 unavailable
@@ -159,6 +161,14 @@ class TooLate(Conflict):
 
 class InvalidTransition(Conflict):
     code = "invalid_transition"
+
+
+class AlreadyWaiting(Conflict):
+    code = "already_waiting"
+
+
+class OfferGone(Conflict):
+    code = "offer_gone"
 
 
 class Unavailable(HubError):

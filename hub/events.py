@@ -11,8 +11,8 @@ from hub.bus import slot_channel
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import NotFound
-from hub.models import Appointment, OutboxEvent, Patient, Schedule
-from hub.protocol import AppointmentChange, AppointmentEvent, Event
+from hub.models import Appointment, OutboxEvent, Patient, Schedule, WaitlistOffer
+from hub.protocol import AppointmentChange, AppointmentEvent, Event, OfferEvent
 
 log = logging.getLogger("hub.events")
 KEEP = 1000  # slot events replayable per doctor, at least
@@ -164,6 +164,24 @@ async def record_appointment(
         message["reason"] = reason
     for channel in (feed_channel("doctor", row.doctor_id), feed_channel("patient", row.patient_id)):
         _outbox(session, OutboxEvent(channel=channel, payload=message))
+
+
+def record_offer(session: AsyncSession, offer: WaitlistOffer) -> None:
+    """Write, in the caller's transaction, that a waitlist offer was made or ended, for the
+    feed of the patient it is for."""
+    message: OfferEvent = {
+        "type": "offer",
+        "offer_id": offer.id,
+        "entry_id": offer.entry_id,
+        "doctor_id": offer.doctor_id,
+        "start": utc_text(offer.start_at),
+        "end": utc_text(offer.end_at),
+        "expires_at": utc_text(offer.expires_at),
+        "state": offer.state.value,
+    }
+    _outbox(
+        session, OutboxEvent(channel=feed_channel("patient", offer.patient_id), payload=message)
+    )
 
 
 async def replay(sessions: SessionFactory, doctor_id: int, since: int) -> list[Event] | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, insert, or_, select
+from sqlalchemy import CursorResult, Table, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +11,17 @@ from hub import appointments, availability, events, idempotency, schedules, visi
 from hub.auth import Principal
 from hub.errors import AlreadyBooked, NotFound, PatientBusy, SlotTaken
 from hub.idempotency import Key
-from hub.models import Appointment, Doctor, Patient, Status
+from hub.models import (
+    Appointment,
+    Doctor,
+    OfferState,
+    Patient,
+    Schedule,
+    Status,
+    Waiting,
+    WaitlistEntry,
+    WaitlistOffer,
+)
 from hub.protocol import AppointmentChange
 
 Person = TypeVar("Person", Patient, Doctor)
@@ -39,9 +49,8 @@ async def enter(
     # The schedule's lock keeps the hours still until commit and orders the doctor's
     # versions; the patient's serialises their own bookings, so the one-per-doctor rule
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
-    row = await schedules.load_row(session, doctor_id, lock=True)
+    row, doctor_row = await _locked_bookable(session, doctor_id)
     patient_row = await _person(session, Patient, patient.id, lock=True)
-    doctor_row = await bookable_doctor(session, doctor_id)
     policy = schedules.policy_of(row)
     visit, hours = await visits.chosen(
         session, doctor_id, schedules.availability_of(row), visit_type_id, by or patient
@@ -89,6 +98,7 @@ async def enter(
     )
     if key is not None:
         await idempotency.record(session, key, appointment.id, now)
+    await _leave_waitlist(session, patient.id, doctor_id, start, now)
     # What the edges show of it, from the rows this transaction read: no second read.
     appointment.doctor, appointment.patient = doctor_row, patient_row
     return appointment
@@ -125,6 +135,35 @@ _CLASHES = select(
     ),
 )
 _INSERT = insert(cast(Table, Appointment.__table__))  # Core: no ORM bulk machinery
+# Booked with the doctor, by any path: off the doctor's waitlist. The offer of this very
+# start was accepted (its hold is the booking's, let go after commit); any other open offer
+# is withdrawn and its hold let go by the waitlist's loop (hub.waitlist). Core statements:
+# the ORM's bulk UPDATE costs more than the rest of a booking's reads together.
+_ENTRY = cast(Table, WaitlistEntry.__table__).c
+_OFFER = cast(Table, WaitlistOffer.__table__).c
+_ENTRIES_END = (
+    update(cast(Table, WaitlistEntry.__table__))
+    .where(
+        _ENTRY.patient_id == bindparam("patient"),
+        _ENTRY.doctor_id == bindparam("doctor"),
+        _ENTRY.live.is_not(None),
+    )
+    .values(status=Waiting.booked.value, updated_at=bindparam("now"))
+)
+_THIS_START = _OFFER.start_at == bindparam("start")
+_OFFERS_END = (
+    update(cast(Table, WaitlistOffer.__table__))
+    .where(
+        _OFFER.patient_id == bindparam("patient"),
+        _OFFER.doctor_id == bindparam("doctor"),
+        _OFFER.state == OfferState.open.value,
+    )
+    .values(
+        state=case((_THIS_START, OfferState.accepted.value), else_=OfferState.withdrawn.value),
+        ended_at=bindparam("now"),
+        hold_id=case((_THIS_START, None), else_=_OFFER.hold_id),
+    )
+)
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
@@ -145,6 +184,50 @@ async def bookable_doctor(session: AsyncSession, doctor_id: int) -> Doctor:
     if found is None:
         raise NotFound(f"doctor {doctor_id} not found")
     return Doctor(id=doctor_id, first_name=found.first_name, last_name=found.last_name)
+
+
+async def _leave_waitlist(
+    session: AsyncSession, patient_id: int, doctor_id: int, start: datetime, now: datetime
+) -> None:
+    params = {"patient": patient_id, "doctor": doctor_id, "start": start, "now": now}
+    left = cast(CursorResult[Any], await session.execute(_ENTRIES_END, params))
+    if not left.rowcount:
+        return  # not waiting for this doctor (an open offer has a live entry)
+    ended = cast(CursorResult[Any], await session.execute(_OFFERS_END, params))
+    if ended.rowcount:
+        offers = await session.scalars(
+            select(WaitlistOffer).where(
+                WaitlistOffer.patient_id == patient_id,
+                WaitlistOffer.doctor_id == doctor_id,
+                WaitlistOffer.ended_at == now,
+            )
+        )
+        for offer in offers:
+            events.record_offer(session, offer)
+
+
+_LOCKED_BOOKABLE = (
+    select(Schedule, Doctor.first_name, Doctor.last_name)
+    .join(Doctor, Doctor.id == Schedule.doctor_id)
+    .where(
+        Schedule.doctor_id == bindparam("id"),
+        Doctor.approved.is_(True),
+        Doctor.active.is_(True),
+    )
+    .with_for_update()
+)
+
+
+async def _locked_bookable(session: AsyncSession, doctor_id: int) -> tuple[Schedule, Doctor]:
+    # The doctor's schedule row locked (as events.locked_schedule locks it, and noted so that
+    # the events written after do not lock it again) and the doctor's names, in one query,
+    # if patients may book them.
+    found = (await session.execute(_LOCKED_BOOKABLE, {"id": doctor_id})).first()
+    if found is None:
+        raise NotFound(f"doctor {doctor_id} not found")
+    schedule, first_name, last_name = found
+    session.info.setdefault(events.LOCKED, {})[doctor_id] = schedule
+    return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name)
 
 
 def _name(person: Patient | Doctor) -> str:

@@ -349,3 +349,82 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Waiting(enum.StrEnum):
+    waiting = "waiting"  # in line
+    offered = "offered"  # an offer is out to the patient
+    booked = "booked"  # the patient booked with the doctor (through an offer or not)
+    left = "left"  # taken off the list by the patient or the front desk
+    ended = "ended"  # its last day passed
+
+
+class OfferState(enum.StrEnum):
+    open = "open"
+    accepted = "accepted"
+    declined = "declined"
+    lapsed = "lapsed"
+    withdrawn = "withdrawn"  # the patient booked some other time with the doctor
+
+
+class WaitlistEntry(Timestamps, Base):
+    """A patient waiting for a time with a doctor: local dates first..last, a visit type and,
+    optionally, times of day. `live` is 1 while waiting or offered and NULL after, so the
+    UNIQUE key allows one live entry per patient and doctor. `moving_id`: the appointment an
+    accepted offer moves (the patient wants an earlier time than the one they have)."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "doctor_id", "live", name="uq_waitlist_entries_live"),
+        Index("ix_waitlist_entries_doctor_live", "doctor_id", "live"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doctor_id: Mapped[int] = mapped_column(ForeignKey("doctors.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    visit_type_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visit_types.id", ondelete="SET NULL"), default=None
+    )
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    times: Mapped[list[list[str]] | None] = mapped_column(JSON, default=None)  # [["HH:MM", ...]]
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    moving_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"), default=None)
+    by_role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[Waiting] = mapped_column(_enum(Waiting, "waiting"), default=Waiting.waiting)
+    live: Mapped[int | None] = mapped_column(
+        Integer,
+        Computed("CASE WHEN status IN ('waiting', 'offered') THEN 1 ELSE NULL END", persisted=True),
+    )
+
+
+class WaitlistOffer(Base):
+    """A freed slot held for the first in line until `expires_at`. `open` is 1 while the
+    offer stands and NULL after: the UNIQUE keys refuse two open offers of one slot and two
+    open offers of one entry, whatever writes them."""
+
+    __tablename__ = "waitlist_offers"
+    __table_args__ = (
+        UniqueConstraint("doctor_id", "start_at", "open", name="uq_waitlist_offers_slot"),
+        UniqueConstraint("entry_id", "open", name="uq_waitlist_offers_entry"),
+        Index("ix_waitlist_offers_state_expires", "state", "expires_at"),
+        Index("ix_waitlist_offers_patient_doctor", "patient_id", "doctor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("waitlist_entries.id"))
+    doctor_id: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[int] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    visit_type_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    hold_id: Mapped[str | None] = mapped_column(String(80), default=None)  # its Redis hold
+    state: Mapped[OfferState] = mapped_column(
+        _enum(OfferState, "offer_state"), default=OfferState.open
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    open: Mapped[int | None] = mapped_column(
+        Integer, Computed("CASE WHEN state = 'open' THEN 1 ELSE NULL END", persisted=True)
+    )

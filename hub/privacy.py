@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from hub import access
 from hub.auth import Passwords, Principal, require
 from hub.clock import Clock
 from hub.db import SessionFactory
 from hub.errors import Conflict, Forbidden, NotFound
-from hub.models import Appointment, AppointmentEvent, AuditEvent, Gender, Patient, Status
+from hub.models import (
+    Appointment,
+    AppointmentEvent,
+    AuditEvent,
+    Gender,
+    Patient,
+    Status,
+    Waiting,
+    WaitlistEntry,
+)
 
 UNUSABLE_HASH = "!erased"  # no password verifies against it
 
@@ -29,11 +38,13 @@ class Export:
     patient: Patient
     appointments: list[tuple[Appointment, list[AppointmentEvent]]]
     audit: list[AuditEvent]
+    waitlist: list[WaitlistEntry]
 
 
 async def export(sessions: SessionFactory, principal: Principal | None, pid: int) -> Export:
-    """Everything about the patient: their record, every appointment with its history, and
-    every audit row of their record or by them. For that patient and admins."""
+    """Everything about the patient: their record, every appointment with its history, every
+    waitlist entry, and every audit row of their record or by them. For that patient and
+    admins."""
     access.ensure(access.manages_patient(require(principal), pid), "only the patient and admins")
     async with sessions() as session:
         patient = await session.get(Patient, pid)
@@ -64,10 +75,17 @@ async def export(sessions: SessionFactory, principal: Principal | None, pid: int
                 .order_by(AuditEvent.id)
             )
         ).all()
+        waits = (
+            await session.scalars(
+                select(WaitlistEntry)
+                .where(WaitlistEntry.patient_id == pid)
+                .order_by(WaitlistEntry.id)
+            )
+        ).all()
     history: dict[int, list[AppointmentEvent]] = {id_: [] for id_ in ids}
     for event in events:
         history[event.appointment_id].append(event)
-    return Export(patient, [(row, history[row.id]) for row in rows], list(trail))
+    return Export(patient, [(row, history[row.id]) for row in rows], list(trail), list(waits))
 
 
 async def erase(
@@ -105,6 +123,11 @@ async def erase(
             raise Conflict("cancel the upcoming appointments first")
         for name, value in _anonymous(pid).items():
             setattr(patient, name, value)
+        await session.execute(  # off every waitlist (an open offer lapses and moves on)
+            update(WaitlistEntry)
+            .where(WaitlistEntry.patient_id == pid, WaitlistEntry.live.is_not(None))
+            .values(status=Waiting.left, updated_at=clock())
+        )
         patient.session_epoch += 1
 
 

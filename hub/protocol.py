@@ -10,6 +10,11 @@ Client -> server (each may carry a `ref`, echoed in its reply):
                                                          -> booked
     cancel      {appointment_id, reason?}                -> cancelled
     reschedule  {appointment_id, start | hold_id, visit_type_id?}  -> rescheduled
+    join_waitlist {doctor_id, from, to, visit_type_id?, times?, urgent?, patient_id?,
+                 appointment_id?}                       -> waiting
+    leave_waitlist {entry_id}                            -> left
+    accept_offer {offer_id}                              -> accepted
+    decline_offer {offer_id}                             -> declined
     ping        {}                                       -> pong
 
 Server -> client, unasked:
@@ -17,6 +22,8 @@ Server -> client, unasked:
     hours       {doctor_id, version}                     the doctor's hours changed: watch again
     appointment {event, appointment_id, doctor_id, patient_id, patient_name, start, status}
                                                          that doctor and that patient only
+    offer       {offer_id, entry_id, doctor_id, start, end, expires_at, state}
+                                                         a waitlisted patient only
     error       {ref, code, message}                     the connection stays open
 
 Close codes: 1008 policy (message not JSON text), 1009 too big, 1011 internal error, 1012
@@ -151,6 +158,57 @@ class Reschedule(TypedDict):
     ref: NotRequired[Ref]
 
 
+class WaitTime(TypedDict):
+    start: Annotated[str, Field(max_length=5)]  # HH:MM
+    end: Annotated[str, Field(max_length=5)]
+
+
+JoinWaitlist = TypedDict(  # functional form: "from" is a Python keyword
+    "JoinWaitlist",
+    {
+        "type": Literal["join_waitlist"],
+        "doctor_id": Id,
+        "from": Text,
+        "to": Text,
+        "visit_type_id": NotRequired[Id],
+        "times": NotRequired[Annotated[list[WaitTime], Field(max_length=4)]],
+        "urgent": NotRequired[bool],
+        "patient_id": NotRequired[Id],
+        "appointment_id": NotRequired[Id],
+        "ref": NotRequired[Ref],
+    },
+)
+JoinWaitlist.__doc__ = "Wait for a time with a doctor on local dates from..to (as POST /waitlist)."
+setattr(JoinWaitlist, "__pydantic_config__", STRICT)  # noqa: B010
+
+
+@with_config(STRICT)
+class LeaveWaitlist(TypedDict):
+    """Leave a waitlist."""
+
+    type: Literal["leave_waitlist"]
+    entry_id: Id
+    ref: NotRequired[Ref]
+
+
+@with_config(STRICT)
+class AcceptOffer(TypedDict):
+    """Accept a waitlist offer: book the slot it holds."""
+
+    type: Literal["accept_offer"]
+    offer_id: Id
+    ref: NotRequired[Ref]
+
+
+@with_config(STRICT)
+class DeclineOffer(TypedDict):
+    """Decline a waitlist offer: the slot goes to the next in line."""
+
+    type: Literal["decline_offer"]
+    offer_id: Id
+    ref: NotRequired[Ref]
+
+
 @with_config(STRICT)
 class Ping(TypedDict):
     """Ask for a pong."""
@@ -159,7 +217,9 @@ class Ping(TypedDict):
     ref: NotRequired[Ref]
 
 
-Command = Auth | Watch | Unwatch | HoldCommand | Release | Book | Cancel | Reschedule | Ping
+Command = (Auth | Watch | Unwatch | HoldCommand | Release | Book | Cancel | Reschedule | Ping) | (
+    JoinWaitlist | LeaveWaitlist | AcceptOffer | DeclineOffer
+)
 COMMAND = TypeAdapter[Command](Annotated[Command, Field(discriminator="type")])
 
 
@@ -287,6 +347,71 @@ class Rescheduled(TypedDict):
     ref: NotRequired[Ref]
 
 
+class Offer(TypedDict):
+    offer_id: int
+    entry_id: int
+    doctor_id: int
+    start: Instant
+    end: Instant
+    expires_at: Instant
+    state: str
+
+
+WaitlistEntry = TypedDict(
+    "WaitlistEntry",
+    {
+        "id": int,
+        "doctor_id": int,
+        "patient_id": int,
+        "from": str,
+        "to": str,
+        "visit_type_id": int | None,
+        "times": list[WaitTime],
+        "urgent": bool,
+        "status": Literal["waiting", "offered", "booked", "left", "ended"],
+        "position": int | None,
+        "appointment_id": int | None,
+        "created_at": Instant,
+        "offer": Offer | None,
+    },
+)
+WaitlistEntry.__doc__ = "A waitlist entry as the REST API shows it (GET /waitlist/{id})."
+
+
+class Waiting(TypedDict):
+    type: Literal["waiting"]
+    entry: WaitlistEntry
+    ref: NotRequired[Ref]
+
+
+Waiting.__doc__ = "On the waitlist: the entry, its place in line and any offer made at once."
+
+
+class Left(TypedDict):
+    """Off the waitlist."""
+
+    type: Literal["left"]
+    entry_id: int
+    ref: NotRequired[Ref]
+
+
+class Accepted(TypedDict):
+    """The offer is booked: the appointment."""
+
+    type: Literal["accepted"]
+    offer_id: int
+    appointment: Appointment
+    ref: NotRequired[Ref]
+
+
+class Declined(TypedDict):
+    """The offer is declined and handed on."""
+
+    type: Literal["declined"]
+    offer_id: int
+    ref: NotRequired[Ref]
+
+
 class Pong(TypedDict):
     """The answer to ping."""
 
@@ -336,6 +461,21 @@ class AppointmentEvent(TypedDict):
     reason: NotRequired[str]  # why, as they said it
 
 
+class OfferEvent(TypedDict):
+    """A freed slot is held for you from the doctor's waitlist until expires_at (`state`
+    open); accept it or decline it. The same event with another state says it ended:
+    accepted, declined, lapsed or withdrawn (you booked another time with the doctor)."""
+
+    type: Literal["offer"]
+    offer_id: int
+    entry_id: int
+    doctor_id: int
+    start: Instant
+    end: Instant
+    expires_at: Instant
+    state: Literal["open", "accepted", "declined", "lapsed", "withdrawn"]
+
+
 class Error(TypedDict):
     """A command failed; the connection stays open."""
 
@@ -349,10 +489,19 @@ class Error(TypedDict):
 
 Reply = (
     Ready | Snapshot | Resynced | Unwatched | Held | Released | Booked | Cancelled | Rescheduled
-) | (Pong | Error)
-Event = SlotEvent | HoursEvent | AppointmentEvent  # what travels on the bus
+) | (Waiting | Left | Accepted | Declined | Pong | Error)
+Event = SlotEvent | HoursEvent | AppointmentEvent | OfferEvent  # what travels on the bus
 ServerMessage = Reply | Event
-for _kind in (User, Person, Appointment, SlotInfo, *get_args(ServerMessage)):
+for _kind in (
+    User,
+    Person,
+    Appointment,
+    SlotInfo,
+    WaitTime,
+    Offer,
+    WaitlistEntry,
+    *get_args(ServerMessage),
+):
     _kind.__pydantic_config__ = STRICT  # as with_config does
 SERVER = TypeAdapter[ServerMessage](Annotated[ServerMessage, Field(discriminator="type")])
 

@@ -45,6 +45,12 @@ class Relay:
         self._clock = clock
         self._token = secrets.token_hex(16)
         self._published: list[int] = []  # published, not yet marked so
+        self._listeners: list[Callable[[protocol.Event], None]] = []
+
+    def listen(self, listener: Callable[[protocol.Event], None]) -> None:
+        """Have `listener` called with every committed event this process publishes (or
+        tries to: the commit happened), as it is published."""
+        self._listeners.append(listener)
 
     async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one transaction (db.transaction: deadlocks retried), then publish
@@ -67,6 +73,12 @@ class Relay:
     async def _publish(self, rows: list[OutboxEvent]) -> None:
         if not rows:
             return
+        for listener in self._listeners:
+            for row in rows:
+                try:
+                    listener(protocol.event(row.payload))
+                except Exception:  # a listener's fault is not the change's
+                    log.exception("a listener of the relay failed")
         try:
             await self._bus.publish_many([(r.channel, protocol.event(r.payload)) for r in rows])
             self._metrics.published.inc(len(rows))

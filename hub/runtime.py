@@ -32,6 +32,7 @@ from hub.relay import Relay
 from hub.renewal import Renewals
 from hub.standing import Standings
 from hub.throttle import Throttle, storage
+from hub.waitlist import Waitlist
 
 log = logging.getLogger("hub")
 REDIS_CONNECTIONS = 200  # per process (per shard on a cluster)
@@ -59,6 +60,7 @@ class Hub:
     renewals: Renewals
     audit: Audit
     throttle: Throttle
+    waitlist: Waitlist
 
 
 # MySQL/MariaDB: too many connections, shutting down, lock wait timeout, deadlock, connection
@@ -150,9 +152,14 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
     stop = asyncio.Event()
     audit = Audit(sessions, clock)
     tokens, standings = Tokens(settings), Standings(sessions)
+    calendar = Calendar(sessions, holds, clock)
+    waitlist = Waitlist(
+        sessions, holds, relay, calendar, booking, offer_ttl=settings.offer_ttl, clock=clock
+    )
     sweeper = asyncio.create_task(
         _sweep(booking, relay, audit, stop, metrics, clock), name="hub-sweeper"
     )
+    matcher = asyncio.create_task(waitlist.run(stop), name="hub-waitlist")
     try:
         yield Hub(
             settings=settings,
@@ -168,7 +175,7 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
             holds=holds,
             bus=bus,
             booking=booking,
-            calendar=Calendar(sessions, holds, clock),
+            calendar=calendar,
             lifecycle=Lifecycle(sessions, relay, clock),
             relay=relay,
             redis=redis,
@@ -180,8 +187,10 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
             ),
             audit=audit,
             throttle=throttle,
+            waitlist=waitlist,
         )
     finally:
+        await _stop(matcher, stop)
         await _stop(sweeper, stop)
         with contextlib.suppress(Exception):
             await audit.flush()  # what the last half second noted

@@ -27,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 from hub.availability import SlotState
 from hub.models import Gender, Status
 from hub.schedules import Policy
+from hub.waitlist import Wanted, wait_spans
 
 # Each length is the column's (hub.models): a longer value is a 422 here, never the database's.
 # (What the schema says is what is checked: a name has a character that is not a space; a
@@ -421,6 +422,37 @@ class AppointmentOut(Output):
     )
 
 
+class PatientOnCall(Output):
+    """What the clinic's day shows of a patient: who, and how to call them."""
+
+    id: int
+    first_name: str
+    last_name: str
+    phone: str
+
+
+class DayAppointmentOut(Output):
+    id: int
+    start: datetime
+    end: datetime
+    status: Status
+    patient: PatientOnCall
+    visit_type_id: int | None = Field(description="None: the doctor's implicit visit type")
+    visit_type: str | None = Field(description="Its name; None for the implicit type")
+    reason: str | None = Field(description="Why the visit, as the patient said")
+    cancel_reason: str | None
+    rescheduled_from_id: int | None
+    moved_to: datetime | None = Field(
+        description="Cancelled by a reschedule: the start of the appointment it became"
+    )
+
+
+class DoctorDayOut(Output):
+    doctor: DoctorPublic
+    timezone: str = Field(description="The doctor's zone: the day is their local date")
+    appointments: list[DayAppointmentOut]
+
+
 class VisitTypeIn(Input):
     id: Id | None = Field(default=None, description="One of the doctor's to change; none: new")
     name: Name
@@ -596,6 +628,20 @@ class AuditOut(Output):
     request_id: str | None
 
 
+class ExportedWait(Output):
+    model_config = ConfigDict(from_attributes=True, serialize_by_alias=True)
+
+    id: int
+    doctor_id: int
+    first: date = Field(validation_alias="first_day", serialization_alias="from")
+    last: date = Field(validation_alias="last_day", serialization_alias="to")
+    times: list[list[str]] | None
+    urgent: bool
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
 class PatientExport(Output):
     exported_at: datetime
     patient: PatientOut
@@ -603,3 +649,73 @@ class PatientExport(Output):
     audit: list[AuditOut] = Field(
         description="who read or changed the record, and what the patient did"
     )
+    waitlist: list[ExportedWait] = Field(default=[], description="every waitlist entry")
+
+
+class WaitlistJoin(Input):
+    """Wait for a time with a doctor: local dates from..to (at most 92 days), optionally a
+    visit type and times of day. The front desk and the doctor name the patient and may mark
+    it urgent (first in line)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    doctor_id: Id
+    first: IsoDate = Field(alias="from", description="First local date (the doctor's zone)")
+    last: IsoDate = Field(alias="to", description="Last local date (inclusive)")
+    visit_type_id: VisitTypeId = None
+    times: list[IntervalIn] = Field(
+        default=[], max_length=4, description="Times of day a start may fall in; none: any"
+    )
+    urgent: bool = Field(default=False, description="Front desk and doctor only")
+    patient_id: Id | None = Field(default=None, description="Required for the front desk")
+    appointment_id: Id | None = Field(
+        default=None,
+        description="The upcoming appointment an accepted offer moves (default: the "
+        "patient's earliest upcoming one with the doctor, if any)",
+    )
+
+    def wanted(self) -> Wanted:
+        """The request as the waitlist takes it."""
+        return Wanted(
+            self.doctor_id,
+            self.first,
+            self.last,
+            self.visit_type_id,
+            tuple(wait_spans(self.times)),
+            self.urgent,
+            self.patient_id,
+            self.appointment_id,
+        )
+
+
+class WaitTimeOut(Output):
+    start: HHMM
+    end: HHMM
+
+
+class OfferOut(Output):
+    offer_id: int = Field(validation_alias="id")
+    entry_id: int
+    doctor_id: int
+    start: datetime
+    end: datetime
+    expires_at: datetime
+    state: str
+
+
+class WaitlistOut(Output):
+    model_config = ConfigDict(from_attributes=True, serialize_by_alias=True)
+
+    id: int
+    doctor_id: int
+    patient_id: int
+    first: date = Field(validation_alias="first_day", serialization_alias="from")
+    last: date = Field(validation_alias="last_day", serialization_alias="to")
+    visit_type_id: int | None
+    times: list[WaitTimeOut]
+    urgent: bool
+    status: str = Field(description="waiting, offered, booked, left or ended")
+    position: int | None = Field(description="1: first in line; null once off the line")
+    appointment_id: int | None = Field(description="The appointment an accepted offer moves")
+    created_at: datetime
+    offer: OfferOut | None = Field(description="The open offer, if one is out")

@@ -8,6 +8,7 @@ import * as admin from './views/admin.js';
 import * as auth from './views/auth.js';
 import * as book from './views/book/index.js';
 import * as dashboard from './views/dashboard/index.js';
+import * as day from './views/day.js';
 import * as desk from './views/desk.js';
 import * as mine from './views/mine.js';
 
@@ -19,6 +20,7 @@ const ROUTES = {
   dashboard: { mount: dashboard.mount, title: 'Dashboard', roles: ['doctor'] },
   admin: { mount: admin.mount, title: 'Administration', roles: ['admin'] },
   desk: { mount: desk.mount, title: 'Front desk', roles: ['staff'] },
+  day: { mount: day.mount, title: "Clinic's day", roles: ['staff', 'admin'] },
 };
 const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
 const NAV = {
@@ -27,8 +29,14 @@ const NAV = {
     ['mine', 'My appointments'],
   ],
   doctor: [['dashboard', 'Dashboard']],
-  admin: [['admin', 'Administration']],
-  staff: [['desk', 'Front desk']],
+  admin: [
+    ['admin', 'Administration'],
+    ['day', "Clinic's day"],
+  ],
+  staff: [
+    ['desk', 'Front desk'],
+    ['day', "Clinic's day"],
+  ],
   none: [
     ['login', 'Sign in'],
     ['register', 'Register'],

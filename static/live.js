@@ -28,7 +28,7 @@ export class LiveError extends Error {
  * retrying with a longer delay).
  *
  * Events (listen with on(type, fn)): state {state, retryInMs}, ready {user, resumed},
- * snapshot, slot, resynced, appointment (the hub's frames), unauthenticated {reason},
+ * snapshot, slot, resynced, appointment, offer (the hub's frames), unauthenticated {reason},
  * watch-error {doctorId, error}, leaving (the page is going away).
  */
 export class Live {
@@ -199,6 +199,9 @@ export class Live {
       }
       case 'appointment':
         this.emit('appointment', message);
+        break;
+      case 'offer':
+        this.emit('offer', message);
         break;
       default:
         break;

@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TABLES = (
+    "waitlist_offers",
+    "waitlist_entries",
     "outbox",
     "appointment_events",
     "idempotency_keys",

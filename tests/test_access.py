@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
+
+from sqlalchemy import text
 
 from hub import access
 from hub.app import ENDPOINTS
 from hub.auth import Principal, Role
-from tests.conftest import PASSWORD, Actor, World, iso, slot
+from tests.conftest import PASSWORD, Actor, World, iso, next_workday, slot
 
 WHO = ("anon", "A", "B", "X", "Y", "admin", "staff")
 PUBLIC = {"id", "first_name", "last_name", "specialization", "address"}
@@ -31,6 +33,7 @@ class Ctx:
     slots: Iterator[datetime]
     serial: Iterator[int]
     held: list[str] = field(default_factory=list)
+    waiting: int | None = None  # an entry of A on X's waitlist, for the reads
 
     def headers(self, who: str) -> dict[str, str]:
         return {} if who == "anon" else self.actors[who].headers
@@ -45,7 +48,58 @@ class Ctx:
         if target == "fresh":  # cancelling changes state: each case gets its own appointment
             actors = self.actors
             return int(self.world.book(actors["A"], actors["X"], next(self.slots))["id"])
+        if target == "entry":
+            self.waiting = self.waiting or self.entry()
+            return self.waiting
+        if target == "fresh_entry":  # leaving changes state: each case gets its own entry
+            return self.entry()
+        if target == "offer":  # accepting or declining ends it: each case gets its own
+            return self.offer()
         return self.actors[target].id
+
+    def unwait(self) -> None:
+        """Nobody on a waitlist any more, so that A may join X's again."""
+        with self.world.raw.begin() as conn:
+            conn.execute(text("UPDATE waitlist_entries SET status = 'left' WHERE live = 1"))
+
+    def entry(self) -> int:
+        """A on X's waitlist, added by the desk, for a Saturday (X does not work then: no
+        offer is made at once)."""
+        self.unwait()
+        body = {"doctor_id": self.actors["X"].id, "patient_id": self.actors["A"].id, **SATURDAY}
+        answer = self.world.client.post("/waitlist", json=body, headers=self.headers("staff"))
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+    def offer(self) -> int:
+        """An open offer to A of one of X's slots (written as the matcher writes one)."""
+        entry_id, start = self.entry(), next(self.slots).replace(tzinfo=None)
+        with self.world.raw.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO waitlist_offers (entry_id, doctor_id, patient_id, start_at,"
+                    " end_at, state, created_at, expires_at) VALUES (:e, :d, :p, :s, :end,"
+                    " 'open', :now, :until)"
+                ),
+                {
+                    "e": entry_id,
+                    "d": self.actors["X"].id,
+                    "p": self.actors["A"].id,
+                    "s": start,
+                    "end": start + timedelta(hours=1),
+                    "now": datetime.now(UTC).replace(tzinfo=None),
+                    "until": datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=10),
+                },
+            )
+            conn.execute(
+                text("UPDATE waitlist_entries SET status = 'offered' WHERE id = :e"),
+                {"e": entry_id},
+            )
+            return int(
+                conn.execute(
+                    text("SELECT id FROM waitlist_offers WHERE entry_id = :e"), {"e": entry_id}
+                ).scalar_one()
+            )
 
     def hold(self) -> str:  # releasing changes state: each case gets its own hold by A
         a = self.actors["A"].headers
@@ -93,6 +147,11 @@ def _staff(c: Ctx) -> dict[str, str]:
             "password": PASSWORD}  # fmt: skip
 
 
+def _join(c: Ctx) -> dict[str, Any]:
+    c.unwait()
+    return {"json": {"doctor_id": c.id("X"), "patient_id": c.id("A"), **SATURDAY}}
+
+
 def _ids(body: Any) -> list[int]:
     return [item["id"] for item in body]
 
@@ -114,6 +173,21 @@ def _slot_identity(body: Any, who: str, c: Ctx) -> bool:
     return shown == (c.id("A") if who in ("A", "X", "admin", "staff") else None)
 
 
+def _clinic_day(body: Any, who: str, c: Ctx) -> bool:
+    by_doctor = {day["doctor"]["id"]: day["appointments"] for day in body}
+    (seen,) = by_doctor[c.id("X")]
+    doctors = {c.id("X"), c.id("Y"), c.bystander.id}
+    patient = {"id", "first_name", "last_name", "phone"}  # no more than the desk needs
+    return (
+        set(by_doctor) == doctors
+        and seen["id"] == c.appointment
+        and set(seen["patient"]) == patient
+    )
+
+
+_MONDAY = next_workday(70) - timedelta(days=next_workday(70).weekday())
+SATURDAY = {"from": (_MONDAY + timedelta(days=5)).isoformat()}
+SATURDAY["to"] = SATURDAY["from"]
 HOURS = {
     "weekly": {
         d: [{"start": "09:00", "end": "17:00"}]
@@ -333,6 +407,51 @@ MATRIX = [
         },
         lambda b, who, c: b["patient_id"] == c.id("A"),
     ),
+    Row(
+        "GET",
+        "/appointments/day",
+        None,
+        (401, 403, 403, 403, 403, 200, 200),
+        lambda c: {"params": {"date": slot(10).date().isoformat()}},
+        _clinic_day,
+    ),
+    Row(
+        "POST",
+        "/waitlist",
+        None,
+        (401, 201, 403, 201, 403, 403, 201),  # for A on X's list: A, X (own), the desk
+        _join,
+        lambda b, who, c: b["patient_id"] == c.id("A") and b["doctor_id"] == c.id("X"),
+    ),
+    Row(
+        "GET",
+        "/waitlist",
+        None,
+        (401, 200, 200, 200, 200, 200, 200),
+        lambda c: {"params": {}} if c.id("entry") else {},  # the entry the reads look for
+        lambda b, who, c: [e["id"] for e in b] == ([] if who in ("B", "Y") else [c.id("entry")]),
+    ),
+    Row(
+        "GET",
+        "/waitlist/{id:int}",
+        "entry",
+        (401, 200, 404, 200, 404, 200, 200),
+        check=lambda b, who, c: b.get("patient_id", b.get("error")) in (c.id("A"), "not_found"),
+    ),
+    Row("DELETE", "/waitlist/{id:int}", "fresh_entry", (401, 204, 404, 204, 404, 204, 204)),
+    Row(
+        "POST",
+        "/waitlist/offers/{id:int}/accept",
+        "offer",
+        (401, 200, 404, 200, 404, 200, 200),  # it moves A's appointment with X (admins may)
+        check=lambda b, who, c: b.get("patient_id", b.get("error")) in (c.id("A"), "not_found"),
+    ),
+    Row(
+        "POST",
+        "/waitlist/offers/{id:int}/decline",
+        "offer",
+        (401, 204, 404, 204, 404, 204, 204),
+    ),
     Row("GET", "/audit", None, ADMIN_200),
     # Without a refresh cookie (the walk's clients send none): nothing to renew, nothing to end.
     Row("POST", "/auth/refresh", None, (401,) * 7),
@@ -431,6 +550,7 @@ RULES: dict[str, tuple[Callable[[Principal | None], bool], set[str]]] = {
     ),
     "is_doctor": (access.is_doctor, {"X", "Y"}),
     "is_staff": (access.is_staff, {"staff"}),
+    "sees_clinic_day": (access.sees_clinic_day, {"admin", "staff"}),
     "books_for A with X": (
         lambda c: access.books_for(c, patient_id=1, doctor_id=1),
         {"A", "X", "staff"},

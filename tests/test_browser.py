@@ -392,7 +392,7 @@ def test_patients_and_the_doctor_see_holds_bookings_and_cancellations_live(
 
         # A confirms: B sees it booked, the doctor sees A's appointment with A's name.
         page_a.get_by_role("button", name="Confirm booking").click()
-        row = page_d.locator("#later .appt", has_text="Ada Lovelace")
+        row = page_d.locator(".appt", has_text="Ada Lovelace")
         expect(slot_b).to_have_attribute("data-state", "booked", timeout=LIVE_MS)
         expect(row).to_have_attribute("data-status", "scheduled", timeout=LIVE_MS)
         expect(row).to_have_class(re.compile(r"\bis-new\b"))
@@ -413,6 +413,8 @@ def test_patients_and_the_doctor_see_holds_bookings_and_cancellations_live(
         expect(slot_b).to_have_attribute("data-state", "free", timeout=LIVE_MS)
         expect(row).to_have_attribute("data-status", "cancelled", timeout=LIVE_MS)
         expect(row).to_contain_text("Just cancelled")
+        expect(page_d.locator("#changes")).to_contain_text("Ada Lovelace")  # out of Upcoming
+        expect(page_d.locator("#later")).not_to_contain_text("Ada Lovelace")
         expect(page_d.locator("#notice")).to_contain_text("Cancelled: Ada Lovelace")
         expect(page_a.locator("#past .appt")).to_contain_text("Cancelled")
         expect(page_a.locator("#upcoming")).to_contain_text("No upcoming appointments")
@@ -710,7 +712,7 @@ def test_a_patient_reschedules_and_an_unconfirmed_hold_runs_out(
         )
         moved_from = page_d.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
         expect(moved_from).to_have_attribute("data-status", "cancelled")
-        expect(moved_from).to_contain_text("Moved to another time")
+        expect(moved_from).to_contain_text(f"moved to {new.strftime('%a %-d %b')}, 15:00")
         page.get_by_role("link", name="See my appointments").click()
         expect(page.locator("#upcoming .appt")).to_have_count(1)
         expect(page.locator("#upcoming .appt")).to_contain_text(local_time(new, "Europe/Berlin"))
@@ -995,6 +997,13 @@ def test_screenshots_of_every_page(
         clinic.book(blaise, doctor, slot(11, days_ahead=7))
         clinic.book(ada, doctor, slot(14, days_ahead=7))
         clinic.hold(carol, doctor, slot(15, days_ahead=7))  # "Held" on Blaise's calendar
+        later = slot(10, days_ahead=8).date().isoformat()  # a free time: offered at once
+        waiting = clinic.http.post(
+            "/waitlist",
+            json={"doctor_id": doctor.id, "from": later, "to": later},
+            headers=carol.headers,
+        )
+        assert waiting.status_code == 201 and waiting.json()["offer"], waiting.text
         insert_started_appointment(raw, doctor, ada, minutes_ago=5)
         admin = admin_token(clinic, raw, settings)
         long = add_specialization(clinic, admin, LONG_NAME)  # how a long name wraps
@@ -1024,6 +1033,9 @@ def test_screenshots_of_every_page(
             expect(page.locator("#hold-panel .countdown")).to_be_visible()
             shoot(page, "book")
             page.get_by_role("button", name="Cancel", exact=True).click()
+            page.get_by_role("link", name="My appointments", exact=True).click()
+            expect(page.locator("#waitlist-section .offer-clock")).to_contain_text("held for you")
+            shoot(page, "waitlist")
             page.get_by_role("button", name="Sign out").click()
 
             sign_in(page, blaise)
@@ -1052,8 +1064,169 @@ def test_screenshots_of_every_page(
             page.get_by_role("button", name=re.compile("Ada Lovelace")).click()
             expect(page.locator("#desk-appointments li")).to_have_count(2)
             shoot(page, "desk")
+            page.get_by_role("link", name="Clinic's day").click()
+            page.get_by_label("Day", exact=True).fill(start.date().isoformat())
+            page.get_by_label("Day", exact=True).press("Tab")  # the change reads the day
+            expect(page.locator("main")).to_contain_text("Blaise Pascal")
+            shoot(page, "day")
             page.context.close()
         clinic.close()
     names = sorted(path.name for path in SHOTS.glob("*.png"))
-    for name in ("login", "register", "book", "book-refused", "mine", "dashboard", "admin", "desk"):
+    shown = ("login", "register", "book", "book-refused", "mine", "waitlist", "dashboard", "admin")
+    for name in (*shown, "desk", "day"):
         assert {f"{name}-desktop.png", f"{name}-phone.png"} <= set(names)
+
+
+# ---- 9. the clinic's day, live, and the doctor's lists without what was cancelled -----------
+
+DASH = "\N{EN DASH}"  # between a visit's start and end
+REREAD_MS = LIVE_MS + 1000  # the event within LIVE_MS, then the page reads the day again
+
+
+def test_the_front_desk_sees_the_clinics_day_live_and_moves_and_cancels_from_it(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        house = clinic.doctor("Gregory", "House")
+        bailey = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        add_desk(clinic, admin_token(clinic, raw, settings))
+        day = slot(10).date().isoformat()
+        first = clinic.book(blaise, bailey, slot(9))
+        page = pages.open(url)
+        sign_in(page, "desk@example.org", role="staff")
+        page.get_by_role("link", name="Clinic's day").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Clinic's day")
+        page.get_by_label("Day").fill(day)
+        column = page.locator(f'.doctor-day[data-doctor-id="{house.id}"]')
+        expect(column).to_contain_text("No appointments.")
+        other = page.locator(f'.doctor-day[data-doctor-id="{bailey.id}"]')
+        expect(other.locator(f'.appt[data-appointment-id="{first["id"]}"]')).to_contain_text(
+            "Blaise Pascal"
+        )
+        page.evaluate("() => { window.notReloaded = true; }")
+
+        # A patient books with House: it shows on the desk's page by itself.
+        booked = clinic.book(ada, house, slot(10))
+        item = column.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
+        expect(item).to_contain_text("Ada Lovelace", timeout=REREAD_MS)
+        expect(item).to_contain_text(f"10:00{DASH}11:00")
+        expect(item).to_contain_text("+44 20 7946 0000")
+        assert page.evaluate("() => window.notReloaded") is True
+
+        # Moved to 14:00 from the day itself.
+        item.get_by_role("button", name=f"Move: Ada Lovelace, 10:00{DASH}11:00").click()
+        item.get_by_role("button", name="Show free times").click()
+        item.get_by_role("button", name="14:00").click()
+        expect(page.locator("#day-message")).to_contain_text("Ada Lovelace moved to")
+        moved = column.locator(".day-list .appt", has_text="Ada Lovelace")
+        expect(moved).to_contain_text(f"14:00{DASH}15:00")
+        expect(column.locator(".day-changes")).to_contain_text("moved to")
+
+        # Cancelled with the reason the patient is told (none: refused next to the field).
+        moved.get_by_role("button", name=re.compile("^Cancel: Ada Lovelace")).click()
+        moved.get_by_role("button", name="Cancel the appointment").click()
+        expect(moved.locator('[data-field="reason"] .field-error')).to_contain_text("why")
+        moved.get_by_label("Reason the patient is told").fill("Dr House is away")
+        moved.get_by_role("button", name="Cancel the appointment").click()
+        expect(column.locator(".day-list")).to_contain_text("No appointments.")
+        expect(column.locator(".day-changes summary")).to_have_text("Cancelled and moved (2)")
+        expect(column.locator(".day-changes")).to_contain_text("Dr House is away")
+
+        # Book: the front desk's booking, with that doctor and day chosen.
+        column.get_by_role("link", name=re.compile("^Book with Dr Gregory House")).click()
+        expect(page.locator("#desk-wanted")).to_contain_text(day)
+        page.get_by_label("Name, email, phone or date of birth").fill("Pascal")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("button", name=re.compile("Blaise Pascal")).click()
+        expect(page.get_by_label("Doctor")).to_have_value(str(house.id))
+        expect(page.locator(".desk-times button").first).to_be_visible()
+        clinic.close()
+
+
+def test_a_doctors_upcoming_keeps_cancelled_and_moved_entries_under_changes(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        blaise = clinic.patient("Blaise", "Pascal")
+        carol = clinic.patient("Carol", "Shields")
+        kept = clinic.book(carol, doctor, slot(9, days_ahead=7))
+        dropped = clinic.book(ada, doctor, slot(10, days_ahead=7))
+        clinic.cancel(ada, dropped["id"])
+        moving = clinic.book(blaise, doctor, slot(11, days_ahead=7))
+        new = slot(15, days_ahead=7)
+        answer = clinic.http.put(
+            f"/appointments/{moving['id']}/reschedule",
+            json={"scheduled_datetime": iso(new)},
+            headers=blaise.headers,
+        )
+        assert answer.status_code == 200, answer.text
+        clinic.close()
+        page = pages.open(url)
+        sign_in(page, doctor)
+        upcoming = page.locator("#later")
+        expect(upcoming.locator(".appt")).to_have_count(2)  # Carol's, and Blaise's new time
+        expect(upcoming.locator(f'[data-appointment-id="{kept["id"]}"]')).to_be_visible()
+        expect(upcoming).not_to_contain_text("Ada Lovelace")
+        changes = page.locator("details.changes")
+        expect(changes).not_to_have_attribute("open", "")
+        expect(changes.locator("summary")).to_contain_text("(2)")
+        gone = changes.locator(f'[data-appointment-id="{dropped["id"]}"]')
+        expect(gone).to_be_hidden()  # collapsed
+        changes.locator("summary").click()
+        expect(gone).to_be_visible()
+        expect(gone).to_contain_text("Ada Lovelace")
+        expect(gone).to_contain_text("Cancelled")
+        away = changes.locator(f'[data-appointment-id="{moving["id"]}"]')
+        expect(away).to_contain_text(f"moved to {new.strftime('%a %-d %b')}, 15:00")
+        expect(away).not_to_contain_text("rescheduled")
+
+
+# ---- the waitlist: a freed slot offered on the patient's page -------------------------------
+
+
+def test_a_waitlisted_patient_receives_an_offer_on_their_page_and_accepts_it(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        moment = slot(9, days_ahead=7)
+        day = moment.date()
+        booked = [
+            clinic.book(clinic.patient("Crowd", f"Member{n}"), doctor, moment.replace(hour=hour))
+            for n, hour in enumerate(range(9, 17))
+        ]  # the doctor's whole day
+        ada = clinic.patient("Ada", "Lovelace")
+        page = pages.open(url)
+        sign_in(page, ada)
+        slot_button = open_calendar(page, doctor, moment, "UTC")
+        expect(slot_button).to_have_attribute("data-state", "booked")
+        card = page.locator("#waitlist-card")
+        expect(card).to_contain_text("No time that suits you?")
+        card.get_by_label("From").fill(day.isoformat())
+        card.get_by_label("To").fill(day.isoformat())
+        card.get_by_role("button", name="Join the waitlist").click()
+        expect(page.locator("#waitlist-message")).to_contain_text("number 1 in line")
+        page.get_by_role("link", name="My appointments", exact=True).click()
+        section = page.locator("#waitlist-section")
+        expect(section).to_contain_text("Number 1 in line")
+        freed = booked[3]
+        answer = clinic.http.put(
+            f"/appointments/{freed['id']}/cancel",
+            json={"reason": "the patient moved away"},
+            headers=doctor.headers,
+        )
+        assert answer.status_code == 200, answer.text
+        clinic.close()
+        expect(section).to_contain_text("A time is held for you", timeout=LIVE_MS)
+        expect(section.locator(".offer-clock")).to_contain_text("held for you for")
+        section.get_by_role("button", name="Accept this time").click()
+        expect(page.locator("#waitlist-section-message")).to_contain_text("Booked")
+        expect(page.locator("#upcoming")).to_contain_text("12:00")
+        expect(section.locator(".waitlist-entry")).to_have_count(0)  # off the list: booked

@@ -169,6 +169,12 @@ def test_every_websocket_command_as_the_front_desk(world: World) -> None:
         headers=patient.headers,
     ).json()["hold_id"]
     day = slot(10).date().isoformat()
+    waiting = {"doctor_id": doctor.id, "from": day, "to": day}
+    entry = world.client.post(
+        "/waitlist", json={**waiting, "patient_id": world.patient().id}, headers=staff.headers
+    ).json()
+    assert entry["offer"], entry  # the day has free times: offered at once
+    offer_id = entry["offer"]["offer_id"]
     commands: dict[str, tuple[dict[str, object], str]] = {
         "auth": ({"type": "auth", "token": staff.token}, "ready"),
         "ping": ({"type": "ping"}, "pong"),
@@ -190,6 +196,13 @@ def test_every_websocket_command_as_the_front_desk(world: World) -> None:
             "rescheduled",
         ),
         "cancel": ({"type": "cancel", "appointment_id": booked["id"]}, "invalid_transition"),
+        "join_waitlist": (
+            {"type": "join_waitlist", **waiting, "patient_id": world.patient().id, "urgent": True},
+            "waiting",
+        ),
+        "accept_offer": ({"type": "accept_offer", "offer_id": offer_id}, "accepted"),
+        "decline_offer": ({"type": "decline_offer", "offer_id": offer_id}, "offer_gone"),
+        "leave_waitlist": ({"type": "leave_waitlist", "entry_id": entry["id"]}, "left"),
     }
     assert set(commands) == set(protocol.COMMANDS)  # a new command is added here too
     with world.client.websocket_connect("/ws") as ws:

@@ -95,3 +95,35 @@ def test_erasure_anonymises_the_account_and_keeps_the_doctors_record(
     assert kept == ["completed", "cancelled"]  # the doctor's records stay, anonymised
     visits = world.client.get(f"/appointments/doctor/{doctor.id}", headers=doctor.headers).json()
     assert {v["patient"]["first_name"] for v in visits} <= {"Erased"}
+
+
+def test_the_export_holds_the_waitlist_and_erasure_takes_the_patient_off_it(world: World) -> None:
+    patient, doctor = world.patient(), world.doctor()
+    day = slot(10).date().isoformat()
+    body = {
+        "doctor_id": doctor.id,
+        "from": day,
+        "to": day,
+        "times": [{"start": "02:00", "end": "03:00"}],
+    }
+    joined = world.client.post("/waitlist", json=body, headers=patient.headers)  # nothing fits
+    assert joined.status_code == 201, joined.text
+    data = world.client.get(f"/patients/{patient.id}/export", headers=patient.headers).json()
+    (entry,) = data["waitlist"]
+    assert (entry["id"], entry["doctor_id"], entry["from"], entry["status"]) == (
+        joined.json()["id"],
+        doctor.id,
+        day,
+        "waiting",
+    )
+    erased = world.client.request(
+        "DELETE",
+        f"/patients/{patient.id}",
+        json={"current_password": PASSWORD},
+        headers=patient.headers,
+    )
+    assert erased.status_code == 204, erased.text
+    listed = world.client.get(
+        "/waitlist", params={"doctor_id": doctor.id}, headers=world.staff().headers
+    )
+    assert listed.json() == []

@@ -22,6 +22,7 @@ from hub.schemas import (
     DoctorUpdate,
     Erasure,
     ExportedAppointment,
+    ExportedWait,
     HistoryOut,
     Login,
     PatientChanged,
@@ -221,6 +222,7 @@ async def export_patient(call: Call[None]) -> PatientExport:
         patient=PatientOut.model_validate(found.patient),
         appointments=appointments,
         audit=[AuditOut.model_validate(row) for row in found.audit],
+        waitlist=[ExportedWait.model_validate(row) for row in found.waitlist],
     )
 
 

@@ -39,7 +39,7 @@ def _idempotency_key(call: Call[Any]) -> str | None:
     return key
 
 
-def _out(call: Call[Any], row: Appointment) -> AppointmentOut:
+def appointment_out(call: Call[Any], row: Appointment) -> AppointmentOut:
     # The patient's reason only for the doctor, the front desk and admins.
     out = AppointmentOut.model_validate(row)
     if visits.sees_reason(call.principal, row.doctor_id):
@@ -59,7 +59,7 @@ async def book(call: Call[AppointmentCreate]) -> AppointmentOut:
         visit_type_id=body.visit_type_id,
         reason=body.reason,
     )
-    return _out(call, row)
+    return appointment_out(call, row)
 
 
 async def hold(call: Call[HoldCreate]) -> HoldOut:
@@ -86,28 +86,31 @@ async def release(call: Call[None]) -> None:
 
 async def for_patient(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_patient(call.principal, call.path_int("id"))
-    return [_out(call, row) for row in rows]
+    return [appointment_out(call, row) for row in rows]
 
 
 async def for_doctor(call: Call[None]) -> list[AppointmentOut]:
     rows = await call.hub.lifecycle.for_doctor(call.principal, call.path_int("id"))
-    return [_out(call, row).model_copy(update={"outside_hours": outside}) for row, outside in rows]
+    return [
+        appointment_out(call, row).model_copy(update={"outside_hours": outside})
+        for row, outside in rows
+    ]
 
 
 async def cancel(call: Call[CancelRequest]) -> AppointmentOut:
     body = call.body
     row = await call.hub.lifecycle.cancel(call.principal, call.path_int("id"), body.reason)
-    return _out(call, row)
+    return appointment_out(call, row)
 
 
 async def complete(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.complete(call.principal, call.path_int("id"))
-    return _out(call, row)
+    return appointment_out(call, row)
 
 
 async def no_show(call: Call[None]) -> AppointmentOut:
     row = await call.hub.lifecycle.no_show(call.principal, call.path_int("id"))
-    return _out(call, row)
+    return appointment_out(call, row)
 
 
 async def reschedule(call: Call[RescheduleRequest]) -> AppointmentOut:
@@ -119,7 +122,7 @@ async def reschedule(call: Call[RescheduleRequest]) -> AppointmentOut:
         body.hold_id,
         body.visit_type_id,
     )
-    return _out(call, row)
+    return appointment_out(call, row)
 
 
 async def history(call: Call[None]) -> list[HistoryOut]:

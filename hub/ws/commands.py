@@ -13,17 +13,24 @@ from pydantic import TypeAdapter, ValidationError
 from hub import events, protocol, visits
 from hub.auth import Principal
 from hub.calendar import Window
-from hub.errors import HubError, InvalidInput, Unauthenticated, Unavailable, problem
+from hub.errors import HubError, InvalidInput, Unauthenticated, Unavailable, fields_of, problem
 from hub.models import Appointment
 from hub.protocol import (
+    Accepted,
+    AcceptOffer,
     Auth,
     Book,
     Booked,
     Cancel,
     Cancelled,
+    Declined,
+    DeclineOffer,
     Error,
     Held,
     HoldCommand,
+    JoinWaitlist,
+    LeaveWaitlist,
+    Left,
     Ping,
     Pong,
     Ready,
@@ -34,10 +41,11 @@ from hub.protocol import (
     Rescheduled,
     Unwatch,
     Unwatched,
+    Waiting,
     Watch,
 )
 from hub.runtime import is_outage
-from hub.schemas import AppointmentOut, UTCInstant
+from hub.schemas import AppointmentOut, UTCInstant, WaitlistJoin, WaitlistOut
 
 if TYPE_CHECKING:
     from hub.ws.connection import Connection
@@ -218,6 +226,39 @@ async def reschedule(connection: Connection, command: Reschedule) -> Rescheduled
 
 
 Handler = Callable[["Connection", Any], Awaitable[Reply | None]]
+
+
+async def join_waitlist(connection: Connection, command: JoinWaitlist) -> Waiting:
+    try:
+        body = WaitlistJoin.model_validate(
+            {k: v for k, v in command.items() if k not in ("type", "ref")}
+        )
+    except ValidationError as exc:
+        raise InvalidInput("invalid join_waitlist message", fields_of(exc, "message")) from exc
+    view = await connection.hub.waitlist.join(connection.principal, body.wanted())
+    entry = cast(protocol.WaitlistEntry, WaitlistOut.model_validate(view).model_dump(mode="json"))
+    return {"type": "waiting", "entry": entry}
+
+
+async def leave_waitlist(connection: Connection, command: LeaveWaitlist) -> Left:
+    await connection.hub.waitlist.leave(connection.principal, command["entry_id"])
+    return {"type": "left", "entry_id": command["entry_id"]}
+
+
+async def accept_offer(connection: Connection, command: AcceptOffer) -> Accepted:
+    row = await connection.hub.waitlist.accept(connection.principal, command["offer_id"])
+    return {
+        "type": "accepted",
+        "offer_id": command["offer_id"],
+        "appointment": _appointment(connection, row),
+    }
+
+
+async def decline_offer(connection: Connection, command: DeclineOffer) -> Declined:
+    await connection.hub.waitlist.decline(connection.principal, command["offer_id"])
+    return {"type": "declined", "offer_id": command["offer_id"]}
+
+
 TABLE: dict[str, Handler] = {
     "auth": auth,
     "watch": watch,
@@ -228,6 +269,10 @@ TABLE: dict[str, Handler] = {
     "cancel": cancel,
     "reschedule": reschedule,
     "ping": ping,
+    "join_waitlist": join_waitlist,
+    "leave_waitlist": leave_waitlist,
+    "accept_offer": accept_offer,
+    "decline_offer": decline_offer,
 }
 
 

@@ -201,7 +201,7 @@ class Connection:
         await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
 
     def on_slot(self, message: Event) -> None:
-        if message["type"] == "appointment":
+        if message["type"] == "appointment" or message["type"] == "offer":
             return
         verdict = self.watches.arrive(message)
         if verdict == "send":
@@ -246,7 +246,7 @@ class Connection:
     def _send_missed(self, missed: list[Event], version: int) -> int:
         for message in missed:
             self.outgoing.put(message)
-            if message["type"] != "appointment":
+            if message["type"] == "slot" or message["type"] == "hours":
                 version = message["version"]
         return version
 

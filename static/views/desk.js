@@ -1,10 +1,11 @@
 // The front desk: find a patient (name, email, phone or date of birth), register one who calls
 // or walks in, see their appointments, book a free time with a doctor for them, and cancel one
-// with the reason they are told.
+// with the reason they are told. Opened from the clinic's day (?doctor=&date=), the booking
+// starts with that doctor and day.
 
 import { get, post, put } from '../api.js';
 import { doctorName, personName, statusLabel } from '../labels.js';
-import { announce, clearFieldErrors, field, formatWhen, h, messageBox, plain, present, showFieldErrors } from '../ui.js';
+import { announce, clearFieldErrors, field, formatWhen, h, messageBox, parseLocalDate, plain, present, showFieldErrors } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
 
 export const mount = defineView((view, ctx, life) => {
@@ -20,9 +21,18 @@ export const mount = defineView((view, ctx, life) => {
   const results = h('div', { id: 'desk-results' });
   const chosen = h('section', { id: 'desk-patient', class: 'card', hidden: true, 'aria-live': 'polite' });
   const registration = registerForm();
+  const asked = ctx.params.get('doctor') || '';
+  const wanted = {
+    doctor: /^\d+$/.test(asked) ? Number(asked) : null,
+    date: parseLocalDate(ctx.params.get('date')) ? ctx.params.get('date') : '',
+  };
   view.append(...present(
     h('h1', { tabindex: '-1' }, 'Front desk'),
     flashNote(ctx),
+    wanted.doctor
+      ? h('p', { class: 'message info', id: 'desk-wanted' }, `Booking from the clinic's day${wanted.date ? ` on ${wanted.date}` : ''}: find or register the patient, then pick a free time. `,
+        h('a', { href: `#/day${wanted.date ? `?date=${wanted.date}` : ''}` }, "Back to the clinic's day"))
+      : null,
     message.element,
     h('section', { class: 'card' }, search, results),
     chosen,
@@ -54,7 +64,8 @@ export const mount = defineView((view, ctx, life) => {
     const doctors = await get('/doctors/');
     if (life.disposed) return;
     const doctor = h('select', { name: 'doctor_id' }, doctors.map((d) => h('option', { value: String(d.id) }, doctorName(d))));
-    const day = h('input', { type: 'date', name: 'date', required: true });
+    const day = h('input', { type: 'date', name: 'date', required: true, value: wanted.date || null });
+    if (wanted.doctor && doctors.some((d) => d.id === wanted.doctor)) doctor.value = String(wanted.doctor);
     const times = h('div', { class: 'desk-times' });
     const note = messageBox('desk-book-message');
     const list = h('ul', { class: 'plain-list', id: 'desk-appointments' });
@@ -98,6 +109,7 @@ export const mount = defineView((view, ctx, life) => {
       }
     }
 
+    if (wanted.doctor && wanted.date) booking.requestSubmit(); // the free times of that day, at once
     await showAppointments();
   }
 

@@ -5,6 +5,7 @@ import { get, put } from '../api.js';
 import { doctorName, statusLabel } from '../labels.js';
 import { announce, formatLongDay, formatTime, h, localDate, messageBox, plain, syncLiveActions, weekStart, present, keepFocus } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
+import { waitlistSection } from './waitlist.js';
 
 export const mount = defineView((view, ctx, life) => {
   const { live, session: me } = ctx;
@@ -16,6 +17,7 @@ export const mount = defineView((view, ctx, life) => {
     h('h1', { tabindex: '-1' }, 'My appointments'),
     flashNote(ctx),
     message.element,
+    waitlistSection(ctx, life, { onBooked: () => load() }),
     h('section', { class: 'card' }, h('h2', { id: 'upcoming-title' }, 'Upcoming'), upcoming),
     h('section', { class: 'card' }, h('h2', { id: 'past-title' }, 'Past and cancelled'), past),
     h('p', {}, h('a', { href: '#/book' }, 'Book another appointment')),

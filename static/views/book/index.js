@@ -11,6 +11,7 @@ import { weekCalendar } from './calendar.js';
 import { holdPanel } from './panel.js';
 import { pickers } from './pickers.js';
 import { rescheduling } from './reschedule.js';
+import { joinCard } from '../waitlist.js';
 
 export const mount = defineView((view, ctx, life) => {
   const { live, session: me, params } = ctx;
@@ -53,6 +54,7 @@ export const mount = defineView((view, ctx, life) => {
   page.calendar = weekCalendar(page);
   page.panel = holdPanel(page);
   page.reschedule = rescheduling(page);
+  page.waitlist = joinCard(page);
 
   view.append(...present(
     page.title,
@@ -77,6 +79,7 @@ export const mount = defineView((view, ctx, life) => {
         page.calendar.element,
       ),
       page.panel.element,
+      page.waitlist.element,
     ),
   ));
 
@@ -99,6 +102,7 @@ export const mount = defineView((view, ctx, life) => {
     state.mine = new Map();
     state.upcoming = null;
     state.policy = null;
+    page.waitlist.element.hidden = true;
   }
 
   function startWatching() {
@@ -108,6 +112,7 @@ export const mount = defineView((view, ctx, life) => {
     live.watch(state.doctorId, isoUtc(state.week), isoUtc(addDays(state.week, 7)));
     remember();
     page.calendar.render();
+    page.waitlist.render();
     page.pickers.renderDoctors(); // collapses the pickers on a phone: the calendar comes up
     loadMine();
     loadPolicy();

@@ -1,6 +1,7 @@
 // The doctor's appointments: today, upcoming and earlier, with patient names, live from the
-// doctor's appointment feed (new bookings highlighted, cancellations marked); cancel before
-// the start, complete or no-show after it.
+// doctor's appointment feed (new bookings highlighted); cancelled and moved ones leave today
+// and upcoming for a collapsed "Changes" list (a move reads "moved to <its new time>"); cancel
+// before the start, complete or no-show after it.
 
 import { get, put } from '../../api.js';
 import { personName, statusLabel } from '../../labels.js';
@@ -16,6 +17,7 @@ function fromApi(item) {
     outsideHours: Boolean(item.outside_hours),
     lateCancel: item.late_cancel,
     reason: item.cancel_reason,
+    rescheduledFromId: item.rescheduled_from_id,
     isNew: false,
     change: null,
   };
@@ -36,6 +38,8 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
   const today = h('ul', { class: 'appointments', id: 'today', 'aria-labelledby': 'today-title' });
   const later = h('ul', { class: 'appointments', id: 'later', 'aria-labelledby': 'later-title' });
   const earlier = h('ul', { class: 'appointments', id: 'earlier', 'aria-labelledby': 'earlier-title' });
+  const changes = h('ul', { class: 'appointments', id: 'changes', 'aria-labelledby': 'changes-title' });
+  const changesCount = h('span', { class: 'count' });
   const card = h(
     'section',
     { class: 'card', 'aria-labelledby': 'appointments-title' },
@@ -44,6 +48,7 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
     today,
     h('h3', { id: 'later-title' }, 'Upcoming'),
     later,
+    h('details', { class: 'earlier changes' }, h('summary', {}, h('span', { id: 'changes-title' }, 'Changes: cancelled and moved'), ' ', changesCount), changes),
     h('details', { class: 'earlier' }, h('summary', {}, h('span', { id: 'earlier-title' }, 'Earlier appointments')), earlier),
   );
 
@@ -109,11 +114,20 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
     return open;
   }
 
+  // The appointment a reschedule made of this one (it names this one as rescheduled from).
+  function successor(item) {
+    for (const other of items.values()) if (other.rescheduledFromId === item.id) return other;
+    return null;
+  }
+
   function row(item, showDay) {
+    const next = item.status === 'cancelled' ? successor(item) : null;
+    const moved = Boolean(next) || item.change === 'moved';
     const feedback = messageBox(`doc-appt-${item.id}-message`);
     const classes = ['appt', `status-${item.status}`];
     if (item.isNew) classes.push('is-new');
     if (item.change === 'cancelled' || item.change === 'moved') classes.push('is-cancelled');
+    if (moved) classes.push('is-moved');
     const li = h(
       'li',
       { class: classes.join(' '), dataset: { appointmentId: String(item.id), status: item.status } },
@@ -122,13 +136,14 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
       h(
         'p',
         { class: 'appt-status' },
-        h('span', { class: `badge status-${item.status}` }, statusLabel(item.status)),
+        h('span', { class: `badge status-${item.status}` }, moved ? 'Moved' : statusLabel(item.status)),
+        moved ? h('span', { class: 'appt-moved' }, next ? `moved to ${formatWhen(next.start)}` : 'moved to another time') : null,
         item.isNew ? h('span', { class: 'badge new' }, item.change === 'rescheduled' ? 'New: rescheduled' : 'New') : null,
         item.change === 'cancelled' ? h('span', { class: 'badge warn' }, 'Just cancelled') : null,
-        item.change === 'moved' ? h('span', { class: 'badge warn' }, 'Moved to another time') : null,
         item.lateCancel ? h('span', { class: 'badge' }, 'Late cancellation') : null,
         item.outsideHours ? h('span', { class: 'badge warn' }, 'Outside your current hours') : null,
       ),
+      item.status === 'cancelled' && !moved && item.reason ? h('p', { class: 'muted appt-reason' }, `Reason: ${item.reason}`) : null,
     );
     if (item.status === 'scheduled') {
       const actions = h('div', { class: 'actions' });
@@ -152,13 +167,17 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
   function draw() {
     const todayKey = localDate(new Date());
     const all = [...items.values()].sort((a, b) => a.start - b.start || a.id - b.id);
-    const forToday = all.filter((i) => localDate(i.start) === todayKey);
-    const upcoming = all.filter((i) => localDate(i.start) > todayKey);
+    const gone = (i) => i.status === 'cancelled'; // cancelled, or moved away by a reschedule
+    const forToday = all.filter((i) => localDate(i.start) === todayKey && !gone(i));
+    const upcoming = all.filter((i) => localDate(i.start) > todayKey && !gone(i));
+    const changed = all.filter((i) => localDate(i.start) >= todayKey && gone(i));
     const before = all.filter((i) => localDate(i.start) < todayKey).reverse();
     const fill = (list, entries, showDay, empty) =>
       list.replaceChildren(...(entries.length ? entries.map((i) => row(i, showDay)) : [h('li', { class: 'empty' }, empty)]));
     fill(today, forToday, false, 'No appointments today.');
     fill(later, upcoming, true, 'No upcoming appointments.');
+    fill(changes, changed, true, 'No cancelled or moved appointments.');
+    changesCount.textContent = `(${changed.length})`;
     fill(earlier, before, true, 'None.');
     syncLiveActions(view, live.isLive);
   }
@@ -205,6 +224,7 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
         outsideHours: false,
         lateCancel: false,
         reason: null,
+        rescheduledFromId: event.previous_id || null,
         isNew: false,
         change: null,
       };
