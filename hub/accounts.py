@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from hub import access, catalog
+from hub import access, catalog, notices
+from hub.addresses import Verify
 from hub.auth import Passwords, Principal, Role, Token, Tokens, require
 from hub.constraints import duplicates, lacks_parent
 from hub.db import SessionFactory
@@ -97,10 +98,22 @@ async def login(
 
 
 async def register_patient(
-    sessions: SessionFactory, passwords: Passwords, person: NewPerson
+    sessions: SessionFactory,
+    passwords: Passwords,
+    person: NewPerson,
+    *,
+    verify: Verify | None = None,
 ) -> Patient:
-    """A new patient account."""
-    return await _insert(sessions, Patient(**await _columns(person, passwords)))
+    """A new patient account; given `verify`, a link verifying their email address is sent
+    (written in the registration's transaction)."""
+    row = Patient(**await _columns(person, passwords))
+    with _refusals(row.__tablename__):
+        async with sessions.begin() as session:
+            session.add(row)
+            if verify is not None:
+                await session.flush()
+                await notices.write(session, [verify.notice(Role.patient, row.id, row.email)])
+    return row
 
 
 async def register_doctor(
@@ -133,12 +146,17 @@ async def create_admin(
 
 
 async def register_at_desk(
-    sessions: SessionFactory, passwords: Passwords, principal: Principal | None, person: NewPerson
+    sessions: SessionFactory,
+    passwords: Passwords,
+    principal: Principal | None,
+    person: NewPerson,
+    *,
+    verify: Verify | None = None,
 ) -> Patient:
     """A patient the front desk (or an admin) registers: with a password nobody knows, until
     the patient sets their own."""
     require(principal, Role.staff, Role.admin)
-    return await register_patient(sessions, passwords, person)
+    return await register_patient(sessions, passwords, person, verify=verify)
 
 
 async def add_staff(
@@ -231,11 +249,15 @@ async def update_patient(
     principal: Principal | None,
     pid: int,
     changes: PersonChanges,
+    *,
+    verify: Verify | None = None,
 ) -> Patient:
-    """Change a patient's record: that patient or an admin."""
+    """Change a patient's record: that patient or an admin. A new email address is not
+    verified; given `verify`, a link verifying it is sent."""
     allowed = access.manages_patient(require(principal), pid)
     access.ensure(allowed, "you may not change this patient's record")
-    return await _update(sessions, passwords, require(principal), Patient, pid, changes)
+    caller = require(principal)
+    return await _update(sessions, passwords, caller, Patient, pid, changes, verify=verify)
 
 
 async def get_doctor(sessions: SessionFactory, did: int, caller: Principal | None) -> Doctor:
@@ -417,6 +439,8 @@ async def _update(
     row_id: int,
     changes: PersonChanges,
     specialization_id: int | None = None,
+    *,
+    verify: Verify | None = None,
 ) -> Account:
     columns = await _columns(changes, passwords)
     credentials = "email" in columns or "password_hash" in columns
@@ -429,11 +453,17 @@ async def _update(
                 raise NotFound(f"{table.__tablename__[:-1]} {row_id} not found")
             if credentials:  # every session of the old email or password ends
                 columns["session_epoch"] = row.session_epoch + 1
+            moved = "email" in columns and columns["email"] != row.email
+            if moved:  # a new address is verified by a link sent to it, not by the old one
+                columns["email_verified_at"] = None
             if specialization_id is not None:
                 await catalog.specialization(session, specialization_id)
                 columns["specialization_id"] = specialization_id
             for name, value in columns.items():
                 setattr(row, name, value)
+            if moved and verify is not None:
+                role = ROLES[table]
+                await notices.write(session, [verify.notice(role, row_id, str(columns["email"]))])
     return row
 
 

@@ -21,10 +21,14 @@ from starlette.staticfiles import StaticFiles
 from hub import db, logs, ws
 from hub.api import (
     accounts,
+    addresses,
     appointments,
     audit,
     clinic,
     docs,
+    feeds,
+    manage,
+    preferences,
     schedules,
     signin,
     specializations,
@@ -53,6 +57,10 @@ ENDPOINTS: list[Endpoint[Any, Any]] = [
     *clinic.ENDPOINTS,
     *audit.ENDPOINTS,
     *signin.ENDPOINTS,
+    *addresses.ENDPOINTS,
+    *feeds.ENDPOINTS,
+    *manage.ENDPOINTS,
+    *preferences.ENDPOINTS,
 ]
 
 
@@ -96,6 +104,7 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         logs.hold_back_floods()  # uvicorn has set up its handlers by now
+        logs.keep_secrets_out()
         await prepare_schema(settings)
         async with open_hub(settings, clock=clock) as hub:
             yield {"hub": hub, "connections": Registry()}

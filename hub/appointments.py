@@ -109,3 +109,15 @@ async def find(
     if row is None:
         raise NotFound(f"appointment {appointment_id} not found")
     return row
+
+
+async def series_of(session: AsyncSession, row: Appointment) -> tuple[int, int]:
+    """The first appointment of the chain of reschedules that ends at `row`, and how many
+    moves led here: a calendar's UID and SEQUENCE for it (hub.invites)."""
+    first, moves = row, 0
+    while first.rescheduled_from_id is not None and moves < 1000:
+        earlier = await session.get(Appointment, first.rescheduled_from_id)
+        if earlier is None:
+            break
+        first, moves = earlier, moves + 1
+    return first.id, moves

@@ -9,7 +9,17 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import access, appointments, availability, events, idempotency, ledger, schedules, visits
+from hub import (
+    access,
+    appointments,
+    availability,
+    events,
+    idempotency,
+    ledger,
+    notices,
+    schedules,
+    visits,
+)
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
@@ -70,6 +80,8 @@ class Booking:
         hold_ttl: int = 120,
         max_holds: int = 3,
         max_address_holds: int = 0,
+        notify: notices.Policy = notices.DEFAULT,
+        require_verified: bool = False,
         clock: Clock = utcnow,
     ) -> None:
         self.sessions = self._sessions = sessions
@@ -78,6 +90,8 @@ class Booking:
         self._hold_ms = hold_ttl * 1000
         self._max_holds = max_holds
         self._max_address_holds = max_address_holds
+        self._notify = notify
+        self._require_verified = require_verified  # patients book once their email is verified
         self._clock = clock
 
     async def hold(
@@ -188,6 +202,9 @@ class Booking:
                 by=caller,
                 visit_type_id=visit_type_id,
                 reason=reason,
+                notify=self._notify,
+                # The clinic may require it of patients; the desk and doctors book for anyone.
+                verified_only=self._require_verified and caller.role is Role.patient,
             )
 
         try:
@@ -249,6 +266,7 @@ class Booking:
                 by=caller,
                 visit_type_id=visit_type_id or current.visit_type_id,
                 reason=current.reason,
+                notify=self._notify,
             )
 
         return await self._claimed(old.patient_id, target, move)

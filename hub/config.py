@@ -53,6 +53,15 @@ class Settings:
     metrics_dir: Path | None = None  # prometheus-client's multiprocess directory (workers)
     token_issuer: str = "hub"
     token_audience: str = "hub"
+    # Notifications (hub.notices): SMTP, or .eml files under <data_dir>/mail without it.
+    smtp_url: str | None = field(default=None, repr=False)  # may carry a password
+    mail_from: str = "Clinic hub <hub@localhost>"
+    clinic_name: str = "Clinic hub"
+    public_url: str = ""  # where links in messages point (default: http://host:port)
+    reminders: tuple[int, ...] = (1440, 120)  # minutes before the start
+    quiet_hours: tuple[int, int] = (21, 8)  # no reminder from 21:00 to 08:00, patient's zone
+    sms_dir: Path | None = None  # reminders also as SMS, written here (a provider plugs in)
+    require_verified_email: bool = False  # a patient books only once their email is verified
 
     @property
     def embedded(self) -> bool:
@@ -115,9 +124,29 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             workers=config("WORKERS", cast=int, default=1),
             metrics_dir=_metrics_dir(os.environ if environ is None else environ),
             log_level=config("LOG_LEVEL", default="info"),
+            smtp_url=config("SMTP_URL", default=None) or None,
+            mail_from=config("MAIL_FROM", default="Clinic hub <hub@localhost>"),
+            clinic_name=config("CLINIC_NAME", default="Clinic hub"),
+            public_url=config("PUBLIC_URL", default="").rstrip("/"),
+            reminders=_minutes(config("REMINDERS", default="24h,2h")),
+            sms_dir=Path(sms) if (sms := config("SMS_DIR", default="")) else None,
+            require_verified_email=config("REQUIRE_VERIFIED_EMAIL", cast=bool, default=False),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _minutes(text: str) -> tuple[int, ...]:
+    """HUB_REMINDERS: "24h,2h" or "90m" -> minutes before the start, largest first."""
+    found = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        unit = {"h": 60, "m": 1, "d": 1440}.get(part[-1])
+        if unit is None or not part[:-1].isdigit() or int(part[:-1]) == 0:
+            raise ValueError(f"HUB_REMINDERS: {part!r} is not like 24h, 90m or 2d")
+        found.append(int(part[:-1]) * unit)
+    return tuple(sorted(set(found), reverse=True))
 
 
 def _embedded_secret(data_dir: Path) -> str:

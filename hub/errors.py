@@ -12,7 +12,8 @@ the HTTP status the REST edge answers with.
     ├── Unauthenticated            401 unauthenticated
     │   └── InvalidCredentials     401 invalid_credentials
     ├── Forbidden                  403 forbidden
-    │   └── FrontDeskOnly          403 front_desk_only
+    │   ├── FrontDeskOnly          403 front_desk_only
+    │   └── UnverifiedEmail        403 unverified_email   (HUB_REQUIRE_VERIFIED_EMAIL)
     ├── NotFound                   404 not_found
     ├── Conflict                   409 conflict
     │   ├── EmailTaken             409 email_taken
@@ -28,6 +29,7 @@ the HTTP status the REST edge answers with.
     │   ├── InvalidTransition      409 invalid_transition
     │   ├── AlreadyWaiting         409 already_waiting
     │   └── OfferGone              409 offer_gone
+    ├── LinkGone                   410 link_gone          (a used, changed or expired link)
     ├── PayloadTooLarge            413 payload_too_large
     ├── TooManyAttempts            429 too_many_attempts  (+ `retry_after`)
     └── Unavailable                503 unavailable
@@ -109,6 +111,10 @@ class FrontDeskOnly(Forbidden):
     code = "front_desk_only"  # a visit type patients cannot book online
 
 
+class UnverifiedEmail(Forbidden):
+    code = "unverified_email"  # a patient books once their address is verified
+
+
 class NotFound(HubError):
     code = "not_found"
     status = 404
@@ -169,6 +175,11 @@ class AlreadyWaiting(Conflict):
 
 class OfferGone(Conflict):
     code = "offer_gone"
+
+
+class LinkGone(HubError):
+    code = "link_gone"
+    status = 410
 
 
 class Unavailable(HubError):

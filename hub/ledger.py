@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, Table, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import appointments, availability, events, idempotency, schedules, visits
+from hub import appointments, availability, events, idempotency, notices, schedules, visits
 from hub.auth import Principal
-from hub.errors import AlreadyBooked, NotFound, PatientBusy, SlotTaken
+from hub.errors import AlreadyBooked, NotFound, PatientBusy, SlotTaken, UnverifiedEmail
 from hub.idempotency import Key
 from hub.models import (
     Appointment,
@@ -39,9 +40,12 @@ async def enter(
     by: Principal | None = None,
     visit_type_id: int | None = None,
     reason: str | None = None,
+    notify: notices.Policy = notices.DEFAULT,
+    verified_only: bool = False,
 ) -> Appointment:
     """Enter a new scheduled appointment of `patient` with a doctor, in the caller's
-    transaction: refused (NotOffered, SlotTaken, PatientBusy, AlreadyBooked, FrontDeskOnly)
+    transaction: refused (NotOffered, SlotTaken, PatientBusy, AlreadyBooked, FrontDeskOnly,
+    UnverifiedEmail when `verified_only` and the patient's address is not verified)
     unless the start is offered for the visit type (`hub.visits.pick`) and free for both,
     recorded in its history, announced in the outbox, and returned with its doctor and
     patient (their names) for the edges to show. The database's occupancy (migration 0009)
@@ -51,6 +55,8 @@ async def enter(
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
     row, doctor_row = await _locked_bookable(session, doctor_id)
     patient_row = await _person(session, Patient, patient.id, lock=True)
+    if verified_only and patient_row.email_verified_at is None:
+        raise UnverifiedEmail("verify your email address first: follow the link we sent")
     policy = schedules.policy_of(row)
     visit, hours = await visits.chosen(
         session, doctor_id, schedules.availability_of(row), visit_type_id, by or patient
@@ -99,6 +105,19 @@ async def enter(
     if key is not None:
         await idempotency.record(session, key, appointment.id, now)
     await _leave_waitlist(session, patient.id, doctor_id, start, now)
+    zone = _zone(patient_row.timezone) or schedules.availability_of(row).zone
+    await notices.write(
+        session,
+        notices.booked_rows(
+            notify,
+            patient_id=patient.id,
+            appointment_id=appointment.id,
+            start=start,
+            now=now,
+            zone=zone,
+            moved=moved_from is not None,
+        ),
+    )
     # What the edges show of it, from the rows this transaction read: no second read.
     appointment.doctor, appointment.patient = doctor_row, patient_row
     return appointment
@@ -109,7 +128,12 @@ _NAMES = {
     table: select(table.first_name, table.last_name).where(table.id == bindparam("id"))
     for table in (Patient, Doctor)
 }
-_LOCKED_PATIENT = _NAMES[Patient].with_for_update()
+# The patient locked: their names, and the zone their reminders keep quiet hours in.
+_LOCKED_PATIENT = (
+    select(Patient.first_name, Patient.last_name, Patient.timezone, Patient.email_verified_at)
+    .where(Patient.id == bindparam("id"))
+    .with_for_update()
+)
 _BOOKABLE = _NAMES[Doctor].where(Doctor.approved.is_(True), Doctor.active.is_(True))
 _CLASHES = select(
     Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
@@ -175,7 +199,11 @@ async def _person(
     found = (await session.execute(query, {"id": id_})).first()
     if found is None:
         raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
-    return table(id=id_, first_name=found.first_name, last_name=found.last_name)
+    person = table(id=id_, first_name=found.first_name, last_name=found.last_name)
+    if lock:
+        person.timezone = found.timezone
+        person.email_verified_at = found.email_verified_at
+    return person
 
 
 async def bookable_doctor(session: AsyncSession, doctor_id: int) -> Doctor:
@@ -228,6 +256,13 @@ async def _locked_bookable(session: AsyncSession, doctor_id: int) -> tuple[Sched
     schedule, first_name, last_name = found
     session.info.setdefault(events.LOCKED, {})[doctor_id] = schedule
     return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name)
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name) if name else None
+    except (ValueError, KeyError):  # a zone the database has and this host does not
+        return None
 
 
 def _name(person: Patient | Doctor) -> str:

@@ -6,13 +6,13 @@ from datetime import timedelta
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import access, appointments, availability, events, schedules
+from hub import access, appointments, availability, events, notices, schedules
 from hub.appointments import PARTIES
 from hub.auth import Principal, Role, require
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
 from hub.errors import InvalidInput, InvalidTransition, NotFound
-from hub.models import Appointment, AppointmentEvent, Status
+from hub.models import Appointment, AppointmentEvent, Notice, Status
 from hub.relay import Relay
 
 
@@ -54,6 +54,21 @@ class Lifecycle:
             await events.record_slot(session, row.doctor_id, row.start_at, "free")
             await events.record_appointment(
                 session, row, "cancelled", late=row.late_cancel, by=caller.role, reason=reason
+            )
+            told: dict[str, object] = {"by": caller.role.value, "reason": reason}
+            await notices.write(
+                session,
+                [
+                    notices.rows(
+                        Notice.cancelled,
+                        "patient",
+                        row.patient_id,
+                        self._clock(),
+                        appointment_id=row.id,
+                        start=row.start_at,
+                        payload=told,
+                    )
+                ],
             )
             return row
 

@@ -5,11 +5,15 @@ A fault that repeats in a tight loop (a full file-descriptor table made the acce
 `Flood` lets each kind of line (its logger, level and message template, whatever the values)
 through `BURST` times per `WINDOW` seconds; the rest are counted, and the next line of that
 kind to pass says how many were held back.
+
+And what it never writes: the token of a link that manages an appointment, which is a path
+segment of its REST calls (`/manage/<token>`); `Redact` writes `/manage/…` in its place.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 BURST = 10
@@ -49,3 +53,30 @@ def hold_back_floods() -> None:
     flood = Flood()
     for handler in handlers:
         handler.addFilter(flood)
+
+
+SECRET_PATH = re.compile(r"(/manage/|/feeds/)[^/\s?#\"']+")  # a calendar feed's too
+
+
+def redact(text: str) -> str:
+    """`text` without a manage link's token."""
+    return SECRET_PATH.sub(r"\1…", text)
+
+
+class Redact(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):  # uvicorn's access line: the path is an argument
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def keep_secrets_out() -> None:
+    """Put one `Redact` on every handler of the loggers the hub and uvicorn write to (once)."""
+    handlers = [h for name in WATCHED for h in logging.getLogger(name).handlers]
+    if any(isinstance(f, Redact) for h in handlers for f in h.filters):
+        return
+    redacting = Redact()
+    for handler in handlers:
+        handler.addFilter(redacting)

@@ -119,6 +119,13 @@ class Person(Account):
     phone: Mapped[str] = mapped_column(String(20))
     address: Mapped[str | None] = mapped_column(String(200), default=None)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Notifications (migration 0011): the zone their times are written in (None: the
+    # doctor's), when the email address was verified, which kinds they want (None: all), and
+    # the SHA-256 of their calendar feed's secret (None: no feed).
+    timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    notify: Mapped[dict[str, bool] | None] = mapped_column(JSON, default=None)
+    feed_secret: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
 
 
 class Patient(Person, Base):
@@ -132,6 +139,7 @@ class Doctor(Person, Base):
     specialization: Mapped[Specialization] = relationship(lazy="raise")
     # Listed, bookable and shown patients only once an admin approved them.
     approved: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    feed_names: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Staff(Account, Base):
@@ -428,3 +436,46 @@ class WaitlistOffer(Base):
     open: Mapped[int | None] = mapped_column(
         Integer, Computed("CASE WHEN state = 'open' THEN 1 ELSE NULL END", persisted=True)
     )
+
+
+class Notice(enum.StrEnum):
+    booked = "booked"
+    rescheduled = "rescheduled"
+    cancelled = "cancelled"
+    offer = "offer"
+    reminder = "reminder"
+    verify = "verify"
+    reset = "reset"
+
+
+class Delivery(enum.StrEnum):
+    pending = "pending"
+    sent = "sent"
+    dropped = "dropped"  # no longer applied when it fell due (cancelled, moved, opted out)
+    failed = "failed"  # every attempt failed
+
+
+class Notification(Base):
+    """A message to send, written in the transaction of the change it tells of (as the
+    outbox is). The sender of any process claims it when due, reads the appointment again,
+    sends or drops it, and records what happened (hub.notices)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_state_due", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[Notice] = mapped_column(_enum(Notice, "notice"))
+    channel: Mapped[str] = mapped_column(String(8), default="email")  # email, sms
+    role: Mapped[str] = mapped_column(String(16))  # whom: patient, doctor, staff, admin
+    account_id: Mapped[int] = mapped_column(Integer)
+    appointment_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # as written
+    payload: Mapped[dict[str, object]] = mapped_column(JSON)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[Delivery] = mapped_column(_enum(Delivery, "delivery"), default=Delivery.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    detail: Mapped[str | None] = mapped_column(String(200), default=None)  # why dropped/failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -142,4 +142,5 @@ def _anonymous(pid: int) -> dict[str, Any]:
         "address": None,
         "password_hash": UNUSABLE_HASH,
         "active": False,
+        "feed_secret": None,  # the calendar feed goes with the account
     }

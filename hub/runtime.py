@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub import events
+from hub import events, notices
 from hub.audit import Audit
 from hub.auth import Passwords, Tokens
 from hub.booking import Booking
@@ -30,6 +30,7 @@ from hub.lifecycle import Lifecycle
 from hub.metrics import Metrics
 from hub.relay import Relay
 from hub.renewal import Renewals
+from hub.sender import Sender, transports
 from hub.standing import Standings
 from hub.throttle import Throttle, storage
 from hub.waitlist import Waitlist
@@ -61,6 +62,7 @@ class Hub:
     audit: Audit
     throttle: Throttle
     waitlist: Waitlist
+    sender: Sender
 
 
 # MySQL/MariaDB: too many connections, shutting down, lock wait timeout, deadlock, connection
@@ -146,6 +148,10 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
         hold_ttl=settings.hold_ttl,
         max_holds=settings.max_holds,
         max_address_holds=settings.max_address_holds,
+        notify=notices.Policy(
+            settings.reminders, settings.quiet_hours, sms=settings.sms_dir is not None
+        ),
+        require_verified=settings.require_verified_email,
         clock=clock,
     )
     throttle = Throttle(storage(settings, redis), settings)
@@ -160,6 +166,8 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
         _sweep(booking, relay, audit, stop, metrics, clock), name="hub-sweeper"
     )
     matcher = asyncio.create_task(waitlist.run(stop), name="hub-waitlist")
+    sender = Sender(sessions, settings, *transports(settings), clock=clock)
+    mailer = asyncio.create_task(sender.run(stop), name="hub-sender")
     try:
         yield Hub(
             settings=settings,
@@ -188,8 +196,10 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
             audit=audit,
             throttle=throttle,
             waitlist=waitlist,
+            sender=sender,
         )
     finally:
+        await _stop(mailer, stop)
         await _stop(matcher, stop)
         await _stop(sweeper, stop)
         with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ from zoneinfo import available_timezones
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from hub.auth import Role
 from hub.availability import SlotState
 from hub.models import Gender, Status
 from hub.schedules import Policy
@@ -330,6 +332,11 @@ class SpecializationOut(Output):
     name: str
 
 
+def _verified(value: object) -> bool:
+    # From a row: when it was verified (None: not yet); from a dump of this model: the bool.
+    return value if isinstance(value, bool) else value is not None
+
+
 class PatientOut(Output):
     id: int
     first_name: str
@@ -337,6 +344,10 @@ class PatientOut(Output):
     date_of_birth: date
     gender: Gender
     email: str
+    email_verified: Annotated[bool, BeforeValidator(_verified)] = Field(
+        validation_alias=AliasChoices("email_verified_at", "email_verified"),
+        description="the patient followed a link sent to this address",
+    )
     phone: str
     address: str | None
     active: bool
@@ -719,3 +730,76 @@ class WaitlistOut(Output):
     appointment_id: int | None = Field(description="The appointment an accepted offer moves")
     created_at: datetime
     offer: OfferOut | None = Field(description="The open offer, if one is out")
+
+
+class FeedIn(Input):
+    names: bool | None = Field(
+        default=None,
+        description="Doctors: patients by name in the feed instead of initials (default: as "
+        "before, initials at first)",
+    )
+
+
+class FeedOut(Output):
+    url: str = Field(description="The feed's secret URL (anyone holding it reads the feed)")
+    webcal: str = Field(description="The same as webcal://, which calendar apps subscribe to")
+
+
+class ManageReschedule(Input):
+    start: UTCInstant = Field(description="The new start, one of the free starts")
+
+
+class ManagedDoctorOut(Output):
+    first_name: str
+    last_name: str
+    specialization: SpecializationOut
+
+
+class ManagedPolicyOut(Output):
+    cancel_cutoff_minutes: int
+    allow_late_cancel: bool
+    words: str = Field(description="The policy in words, as the booking page says it")
+
+
+class ManagedOut(Output):
+    """What a link that manages one appointment shows: no patient identity beyond a first
+    name, no reason for the visit."""
+
+    id: int
+    start: datetime
+    end: datetime
+    status: Status
+    late_cancel: bool
+    rescheduled_from_id: int | None
+    timezone: str = Field(description="The doctor's zone, the one the times are meant in")
+    doctor: ManagedDoctorOut
+    patient_first_name: str
+    policy: ManagedPolicyOut
+    cancelling: str = Field(description="free, late (recorded as late) or refused, if now")
+    cancel_until: datetime = Field(description="Until when a cancellation is free")
+
+
+class ManagedSlotsOut(Output):
+    date: date
+    slots: list[datetime]
+
+
+Token = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ResetRequest(Input):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    role: Role = Field(description="whose account: patient, doctor, staff (front desk), admin")
+
+
+class ResetConfirm(Input):
+    token: Token = Field(description="the token of the reset link")
+    password: Password
+
+
+class VerifyIn(Input):
+    token: Token = Field(description="the token of the verification link")
+
+
+class Accepted(Output):
+    detail: str

@@ -24,6 +24,7 @@ from hub.errors import ConfigError, InvalidCredentials, TooManyAttempts
 
 log = logging.getLogger("hub.throttle")
 PREFIX = "hub:throttle"
+MAILS_PER_RECIPIENT = 5  # links mailed on request to one account per registration window
 T = TypeVar("T")
 
 
@@ -134,6 +135,22 @@ class Throttle:
         if not await self._ask(self._limiter.hit(item, address), True):
             wait = await self._retry(item, (address,))
             raise TooManyAttempts("too many registrations from this address", wait)
+
+    async def mail(self, address: str, recipient: str) -> bool:
+        """Count a link mailed on request (password reset, verification) from `address` to
+        `recipient` (an account, as "role:email"). TooManyAttempts past HUB_REGISTRATIONS
+        from the address in HUB_REGISTRATION_WINDOW; False (send nothing, say nothing) past
+        MAILS_PER_RECIPIENT to the recipient, so that nobody floods someone else's inbox."""
+        s = self._settings
+        if s.registrations == 0:
+            return True
+        item = RateLimitItemPerSecond(s.registrations, s.registration_window, "mail")
+        if not await self._ask(self._limiter.hit(item, address), True):
+            wait = await self._retry(item, (address,))
+            raise TooManyAttempts("too many requests from this address", wait)
+        whom = hashlib.blake2b(recipient.lower().encode(), digest_size=16).hexdigest()
+        cap = RateLimitItemPerSecond(MAILS_PER_RECIPIENT, s.registration_window, "mailed")
+        return await self._ask(self._limiter.hit(cap, whom), True)
 
     async def close(self) -> None:
         """Let go of what the storage holds beyond the hub's own Redis client."""

@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import access, events, ledger, schedules, visits
+from hub import access, events, ledger, notices, schedules, visits
 from hub.auth import Principal, Role, require
 from hub.availability import Slot
 from hub.booking import Booking
@@ -43,6 +43,7 @@ from hub.errors import AlreadyWaiting, HoldsUnavailable, InvalidInput, NotFound,
 from hub.holds import Hold, HoldStore, SlotHeld
 from hub.models import (
     Appointment,
+    Notice,
     OfferState,
     Patient,
     Status,
@@ -577,6 +578,19 @@ class Waitlist:
                     busy.append((start, end))
                     await events.record_slot(session, doctor_id, start, "held")
                     events.record_offer(session, offer)
+                    await notices.write(
+                        session,
+                        [
+                            notices.rows(
+                                Notice.offer,
+                                "patient",
+                                entry.patient_id,
+                                now,
+                                start=start,
+                                payload={"offer_id": offer.id},
+                            )
+                        ],
+                    )
                     made += 1
                     break
             return made

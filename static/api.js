@@ -45,11 +45,12 @@ export function whenUnauthenticated(handler) {
 
 /**
  * One request. `body` is sent as JSON, `form` as an urlencoded form. Resolves with the parsed
- * JSON (or null for 204); rejects with an ApiError carrying the hub's `error` code, `detail`
- * and `fields`, or the code `network` when the hub cannot be reached.
+ * JSON (or null for 204; with `blob`, the answer's bytes as a Blob); rejects with an ApiError
+ * carrying the hub's `error` code, `detail` and `fields`, or the code `network` when the hub
+ * cannot be reached.
  */
 export async function request(method, path, options = {}, retried = false) {
-  const { body, form, headers = {}, auth = true } = options;
+  const { body, form, headers = {}, auth = true, blob = false } = options;
   const current = session();
   const init = { method, headers: { Accept: 'application/json', ...headers } };
   if (auth && current) init.headers.Authorization = `Bearer ${current.token}`;
@@ -66,6 +67,7 @@ export async function request(method, path, options = {}, retried = false) {
     throw new ApiError(0, 'network', 'the hub cannot be reached');
   }
   if (answer.status === 204) return null;
+  if (blob && answer.ok) return answer.blob();
   let data = null;
   try {
     data = await answer.json();

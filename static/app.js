@@ -10,17 +10,25 @@ import * as book from './views/book/index.js';
 import * as dashboard from './views/dashboard/index.js';
 import * as day from './views/day.js';
 import * as desk from './views/desk.js';
+import * as email from './views/email.js';
+import * as manage from './views/manage.js';
 import * as mine from './views/mine.js';
 
 const ROUTES = {
   login: { mount: auth.login, title: 'Sign in', roles: null },
   register: { mount: auth.register, title: 'Create an account', roles: null },
+  forgot: { mount: email.forgot, title: 'Forgot your password?', roles: null },
+  // Links from emails: they open whether or not this browser is signed in.
+  reset: { mount: email.reset, title: 'Set a new password', roles: null, open: true },
+  verify: { mount: email.verify, title: 'Verify your email address', roles: null, open: true },
   book: { mount: book.mount, title: 'Book an appointment', roles: ['patient'] },
   mine: { mount: mine.mount, title: 'My appointments', roles: ['patient'] },
   dashboard: { mount: dashboard.mount, title: 'Dashboard', roles: ['doctor'] },
   admin: { mount: admin.mount, title: 'Administration', roles: ['admin'] },
   desk: { mount: desk.mount, title: 'Front desk', roles: ['staff'] },
   day: { mount: day.mount, title: "Clinic's day", roles: ['staff', 'admin'] },
+  // A link from an email: its token is the key, signed in or not (open: no redirect home).
+  manage: { mount: manage.mount, title: 'Your appointment', roles: null, open: true },
 };
 const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
 const NAV = {
@@ -179,7 +187,7 @@ function render() {
     navigate(me ? HOME[me.role] : 'login');
     return;
   }
-  if (!route.roles && me) {
+  if (!route.roles && me && !route.open) {
     navigate(HOME[me.role]);
     return;
   }

@@ -129,6 +129,8 @@ const PLAIN = {
   too_many_address_holds:
     'Too many times are being held from your network right now. Confirm or cancel one first.',
   too_many_attempts: 'Too many attempts. Please wait a little and try again.',
+  unverified_email:
+    'Please verify your email address before booking: follow the link we sent you, or send it again at the top of this page.',
   overloaded: 'The server is busy signing people in. Please try again in a moment.',
   rate_limited: 'Too many actions at once. Please wait a moment and try again.',
   holds_unavailable: "Times can't be held right now, but you can still book directly.",

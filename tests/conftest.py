@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TABLES = (
+    "notifications",
     "waitlist_offers",
     "waitlist_entries",
     "outbox",

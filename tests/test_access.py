@@ -15,9 +15,12 @@ from typing import Any
 from sqlalchemy import text
 
 from hub import access
+from hub.addresses import verify_print
 from hub.app import ENDPOINTS
 from hub.auth import Principal, Role
+from hub.links import Links
 from tests.conftest import PASSWORD, Actor, World, iso, next_workday, slot
+from tests.test_manage import manage_token
 
 WHO = ("anon", "A", "B", "X", "Y", "admin", "staff")
 PUBLIC = {"id", "first_name", "last_name", "specialization", "address"}
@@ -34,6 +37,7 @@ class Ctx:
     serial: Iterator[int]
     held: list[str] = field(default_factory=list)
     waiting: int | None = None  # an entry of A on X's waitlist, for the reads
+    feed_url: str | None = None  # A's calendar feed, for the reads
 
     def headers(self, who: str) -> dict[str, str]:
         return {} if who == "anon" else self.actors[who].headers
@@ -113,6 +117,22 @@ class Ctx:
         self.held.append(str(answer.json()["hold_id"]))
         return self.held[-1]
 
+    def feed(self) -> str:
+        """The path of A's calendar feed (turned on by an admin, once)."""
+        if self.feed_url is None:
+            answer = self.world.client.post(
+                f"/patients/{self.actors['A'].id}/calendar-feed", headers=self.headers("admin")
+            )
+            assert answer.status_code == 200, answer.text
+            self.feed_url = str(answer.json()["url"])
+        return "/feeds/" + self.feed_url.split("/feeds/", 1)[1]
+
+    def link(self, target: str) -> str:
+        """A manage link's token: of the appointment the reads see, or of a fresh one (a
+        cancel or a move uses its link up)."""
+        appointment = self.appointment if target == "link" else self.id("fresh")
+        return manage_token(self.world.settings, self.world.raw, appointment)
+
     def sees_in_full(self, who: str, doctor_id: int) -> bool:
         return who == "admin" or (who in ("X", "Y") and self.actors[who].id == doctor_id)
 
@@ -150,6 +170,11 @@ def _staff(c: Ctx) -> dict[str, str]:
 def _join(c: Ctx) -> dict[str, Any]:
     c.unwait()
     return {"json": {"doctor_id": c.id("X"), "patient_id": c.id("A"), **SATURDAY}}
+
+
+def _verify_link(c: Ctx) -> str:
+    a = c.actors["A"]
+    return Links(c.world.settings).sign("verify", f"patient:{a.id}", verify_print(a.email))
 
 
 def _ids(body: Any) -> list[int]:
@@ -196,6 +221,7 @@ HOURS = {
     "policy": {"one_per_patient": False},  # the "fresh" cases book A with X again and again
 }
 PATIENT, DOCTOR, APPT = "/patients/{id:int}", "/doctors/{id:int}", "/appointments/{id:int}"
+MANAGE = "/manage/{token:str}"
 OPEN, OPEN_201 = (200,) * 7, (201,) * 7
 ADMIN_200, ADMIN_204 = (401, 403, 403, 403, 403, 200, 403), (401, 403, 403, 403, 403, 204, 403)
 ADMIN_201 = (401, 403, 403, 403, 403, 201, 403)
@@ -452,12 +478,92 @@ MATRIX = [
         "offer",
         (401, 204, 404, 204, 404, 204, 204),
     ),
+    Row("GET", PATIENT + "/notifications", "A", (401, 200, 403, 403, 403, 200, 403)),
+    Row(
+        "PUT",
+        PATIENT + "/notifications",
+        "A",
+        (401, 200, 403, 403, 403, 200, 403),
+        lambda c: {"json": {"reminder": True}},
+        lambda b, who, c: b["reminder"] is True,
+    ),
+    Row("GET", DOCTOR + "/notifications", "X", (401, 403, 403, 200, 403, 200, 403)),
+    Row(
+        "PUT",
+        DOCTOR + "/notifications",
+        "X",
+        (401, 403, 403, 200, 403, 200, 403),
+        lambda c: {"json": {"booked": True}},
+    ),
     Row("GET", "/audit", None, ADMIN_200),
     # Without a refresh cookie (the walk's clients send none): nothing to renew, nothing to end.
     Row("POST", "/auth/refresh", None, (401,) * 7),
     Row("POST", "/auth/sign-out", None, (204,) * 7),
     Row("GET", PATIENT + "/export", "A", (401, 200, 403, 403, 403, 200, 403)),
     Row("DELETE", PATIENT, "stranger", ADMIN_204, lambda c: {"json": {}}),
+    Row(
+        "GET",
+        APPT + "/invite.ics",
+        "appt",
+        (401, 200, 403, 200, 403, 200, 200),
+        check=lambda b, who, c: "METHOD:REQUEST" in b,
+    ),
+    Row("GET", "/feeds/{secret}.ics", "feed", OPEN, check=lambda b, who, c: "VEVENT" in b),
+    Row("POST", PATIENT + "/calendar-feed", "A", (401, 200, 403, 403, 403, 200, 403)),
+    Row("DELETE", PATIENT + "/calendar-feed", "A", (401, 204, 403, 403, 403, 204, 403)),
+    Row(
+        "POST",
+        DOCTOR + "/calendar-feed",
+        "X",
+        (401, 403, 403, 200, 403, 200, 403),
+        lambda c: {"json": {"names": False}},
+        lambda b, who, c: b["webcal"].startswith("webcal://"),
+    ),
+    Row("DELETE", DOCTOR + "/calendar-feed", "X", (401, 403, 403, 204, 403, 204, 403)),
+    # A manage link is the key, whoever holds it: the same answer for every caller.
+    Row("GET", MANAGE, "link", OPEN, check=lambda b, who, c: b["id"] == c.appointment),
+    Row(
+        "GET",
+        MANAGE + "/slots",
+        "link",
+        OPEN,
+        lambda c: {"params": {"date": slot(10).date().isoformat()}},
+        lambda b, who, c: iso(slot(10)) not in b["slots"],
+    ),
+    Row(
+        "POST",
+        MANAGE + "/cancel",
+        "fresh_link",
+        OPEN,
+        lambda c: {"json": {}},
+        lambda b, who, c: b["status"] == "cancelled",
+    ),
+    Row(
+        "POST",
+        MANAGE + "/reschedule",
+        "fresh_link",
+        OPEN,
+        lambda c: {"json": {"start": iso(next(c.slots))}},
+        lambda b, who, c: b["status"] == "scheduled" and b["rescheduled_from_id"] is not None,
+    ),
+    # Anyone: the same answer whether or not the address has an account.
+    Row(
+        "POST",
+        "/password-reset",
+        None,
+        (202,) * 7,
+        lambda c: {"json": {"email": "nobody@example.org", "role": "patient"}},
+        lambda b, who, c: bool(b["detail"]),
+    ),
+    Row(
+        "POST",
+        "/password-reset/confirm",
+        None,
+        (410,) * 7,  # a link is what lets one in, not who calls: this one is no link
+        lambda c: {"json": {"token": "not.a.link", "password": "long enough, surely"}},
+    ),
+    Row("POST", "/verify", None, (204,) * 7, lambda c: {"json": {"token": _verify_link(c)}}),
+    Row("POST", "/patients/me/verify-email", None, (401, 202, 202, 403, 403, 403, 403)),
     # Last, in this order: each ends every session of its callers, whose later calls are 401.
     Row("POST", "/patients/me/sign-out", None, (401, 204, 204, 403, 403, 403, 403)),
     Row("POST", "/doctors/me/sign-out", None, (401, 401, 401, 204, 204, 403, 403)),
@@ -473,7 +579,8 @@ def _setup(world: World) -> Ctx:
     actors = {"A": a, "B": b, "X": x, "Y": y, "admin": world.admin(), "staff": world.staff()}
     world.allow_repeat_bookings(x)
     appointment = int(world.book(a, x, slot(10))["id"])
-    free = iter([slot(hour, days) for days in range(14, 84, 7) for hour in range(9, 17)])
+    days = (*range(14, 84, 7), *range(16, 86, 7))  # two weekdays a week, past slot(10)'s
+    free = iter(dict.fromkeys(slot(hour, d) for d in days for hour in range(9, 17)))
     bystander = world.doctor()
     world.allow_repeat_bookings(bystander)  # A books with them, then holds with them again
     return Ctx(world, actors, appointment, bystander, free, count(1))
@@ -482,6 +589,10 @@ def _setup(world: World) -> Ctx:
 def _call(c: Ctx, row: Row, who: str) -> Any:
     if row.target == "hold":
         path = row.path.replace("{hold_id:str}", c.hold())
+    elif row.target in ("link", "fresh_link"):
+        path = row.path.replace("{token:str}", c.link(row.target))
+    elif row.target == "feed":
+        path = c.feed()
     elif row.target is None or "{id:int}" not in row.path:
         path = row.path
     else:
@@ -502,7 +613,8 @@ def test_access_matrix(world: World) -> None:
     for row, who, want in sorted(CASES, key=lambda case: case[0].method != "GET"):
         answer = _call(c, row, who)
         case = f"{row.method} {row.path} [{row.target}] as {who}"
-        body = answer.json() if answer.content else None
+        calendar = answer.headers.get("content-type", "").startswith("text/calendar")
+        body = answer.text if calendar else answer.json() if answer.content else None
         if answer.status_code != want:
             failures.append(f"{case}: got {answer.status_code}, want {want}: {answer.text}")
         elif want in REFUSED and body["error"] != REFUSED[want]:

@@ -1230,3 +1230,249 @@ def test_a_waitlisted_patient_receives_an_offer_on_their_page_and_accepts_it(
         expect(page.locator("#waitlist-section-message")).to_contain_text("Booked")
         expect(page.locator("#upcoming")).to_contain_text("12:00")
         expect(section.locator(".waitlist-entry")).to_have_count(0)  # off the list: booked
+
+
+def test_the_front_desk_puts_a_caller_on_the_waitlist_of_a_full_day(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        grace = clinic.patient("Grace", "Hopper")
+        moment = slot(9, days_ahead=7)
+        for n, hour in enumerate(range(9, 17)):
+            clinic.book(clinic.patient("Crowd", f"Member{n}"), doctor, moment.replace(hour=hour))
+        add_desk(clinic, admin_token(clinic, raw, settings))
+        page = pages.open(url)
+        sign_in(page, "desk@example.org", role="staff")
+        page.get_by_label("Name, email, phone or date of birth").fill("Hopper")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("button", name=re.compile("Grace Hopper")).click()
+        page.get_by_label("Doctor").select_option(label=doctor.name)
+        page.get_by_label("Day").fill(moment.date().isoformat())
+        page.get_by_role("button", name="Show free times").click()
+        expect(page.locator(".desk-times")).to_contain_text("No free time that day")
+        page.get_by_label("Urgent").check()
+        page.get_by_role("button", name="Put on the waitlist for this day").click()
+        expect(page.locator("#desk-book-message")).to_contain_text("number 1 in line")
+        listed = clinic.http.get("/waitlist", headers=grace.headers).json()
+        assert [(e["doctor_id"], e["urgent"], e["position"]) for e in listed] == [
+            (doctor.id, True, 1)
+        ]
+        clinic.close()
+
+
+FEED_SHOTS = SHOTS  # beside every other page's
+
+
+def test_a_patient_turns_the_calendar_feed_on_and_adds_an_appointment_to_their_calendar(
+    pages: Pages, settings: Settings
+) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        booked = clinic.book(ada, doctor, slot(10))
+        FEED_SHOTS.mkdir(parents=True, exist_ok=True)
+        for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+            page = pages.open(url, viewport=viewport)
+            sign_in(page, ada)
+            page.get_by_role("link", name="My appointments", exact=True).click()
+            card = page.locator(".feed-card")
+            card.get_by_role("button", name="Turn on").click()
+            field = card.get_by_label("Your feed URL")
+            expect(field).to_have_value(re.compile(r"/feeds/[A-Za-z0-9_-]+\.ics$"))
+            webcal = card.get_by_role("link", name="Open in your calendar app")
+            expect(webcal).to_have_attribute("href", re.compile(r"^webcal://"))
+            answer = httpx.get(url + "/feeds/" + field.input_value().split("/feeds/", 1)[1])
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == "text/calendar; charset=utf-8"
+            assert b"BEGIN:VEVENT" in answer.content
+            assert page_width(page) <= viewport["width"]
+            card.scroll_into_view_if_needed()
+            card.screenshot(path=str(FEED_SHOTS / f"feed-patient-{name}.png"))
+            with page.expect_download() as download:
+                page.get_by_role("link", name=re.compile("to your calendar")).click()
+            assert download.value.suggested_filename == f"appointment-{booked['id']}.ics"
+            saved = Path(download.value.path()).read_bytes()
+            assert b"METHOD:REQUEST" in saved
+            page.locator(f'li[data-appointment-id="{booked["id"]}"]').screenshot(
+                path=str(FEED_SHOTS / f"appointment-row-{name}.png")
+            )
+            card.get_by_role("button", name="Turn off").click()
+            expect(card.locator(".message")).to_contain_text("no longer works")
+            assert httpx.get(answer.url).status_code == 404
+        clinic.close()
+
+
+def test_a_doctor_turns_the_feed_on_with_patient_names(pages: Pages, settings: Settings) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        clinic.book(clinic.patient("Ada", "Lovelace"), doctor, slot(10))
+        page = pages.open(url, viewport=PHONE)
+        sign_in(page, doctor)
+        card = page.locator(".feed-card")
+        card.get_by_label("Show patient names").check()
+        card.get_by_role("button", name="Turn on").click()
+        field = card.get_by_label("Your feed URL")
+        expect(field).to_have_value(re.compile(r"\.ics$"))
+        feed = httpx.get(url + "/feeds/" + field.input_value().split("/feeds/", 1)[1])
+        assert b"Ada Lovelace" in feed.content
+        assert page_width(page) <= PHONE["width"]
+        card.scroll_into_view_if_needed()
+        FEED_SHOTS.mkdir(parents=True, exist_ok=True)
+        card.screenshot(path=str(FEED_SHOTS / "feed-doctor-phone.png"))
+        clinic.close()
+
+
+def test_a_manage_link_cancels_its_appointment_and_is_used_after(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    from tests.test_manage import manage_token
+
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        doctor = clinic.doctor("Miranda", "Bailey")
+        ada = clinic.patient("Ada", "Lovelace")
+        booked = clinic.book(ada, doctor, slot(10, days_ahead=7))
+        token = manage_token(settings, raw, booked["id"])
+        page = pages.open(url, viewport=PHONE)  # not signed in: the link is the key
+        page.goto(f"{url}/#/manage?token={token}")
+        expect(page.locator("main")).to_contain_text("Dr Miranda Bailey, Cardiology")
+        expect(page.locator("#manage-policy")).to_contain_text("Free cancellation until 24 hours")
+        expect(page.locator("#manage-cancelling")).to_contain_text("Free cancellation until")
+        assert page_width(page) <= PHONE["width"]
+        page.get_by_role("button", name="Cancel appointment").click()
+        page.get_by_label("Reason (optional)").fill("Feeling better")
+        page.get_by_role("button", name="Yes, cancel it").click()
+        expect(page.locator("#manage-done")).to_contain_text("is cancelled")
+        expect(page.locator("main")).to_contain_text("This link has now been used")
+        page.reload()
+        expect(page.locator("#manage-gone")).to_have_text(
+            "This link has been used or has expired. Sign in to manage your appointments."
+        )
+        mine = clinic.http.get(f"/appointments/patient/{ada.id}", headers=ada.headers).json()
+        assert [(a["status"], a["cancel_reason"]) for a in mine] == [
+            ("cancelled", "Feeling better")
+        ]
+        clinic.close()
+
+
+# ---- verified addresses and password reset ---------------------------------------------------
+
+ADDRESS_SHOTS = SHOTS
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def link_token(raw: Engine, kind: str, account_id: int) -> str:
+    """The token of the newest `kind` link written for a patient (as the sender reads it)."""
+    with raw.connect() as conn:
+        payload = conn.execute(
+            text(
+                "SELECT payload FROM notifications WHERE kind = :k AND role = 'patient'"
+                " AND account_id = :a ORDER BY id DESC LIMIT 1"
+            ),
+            {"k": kind, "a": account_id},
+        ).scalar_one()
+    return str((json.loads(payload) if isinstance(payload, str | bytes) else payload)["token"])
+
+
+def test_a_forgotten_password_is_set_again_through_the_emailed_link(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    ADDRESS_SHOTS.mkdir(parents=True, exist_ok=True)
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        ada = clinic.patient("Ada", "Lovelace")
+        page = pages.open(url)
+        page.get_by_role("link", name="Forgot your password?").click()
+        expect(page.locator("h1")).to_have_text("Forgot your password?")
+        page.get_by_label("Email address").fill(ada.email)
+        page.get_by_role("button", name="Send me a link").click()
+        expect(page.locator("#forgot-message")).to_contain_text("If an account with this email")
+        page.goto(f"{url}/#/reset?token={link_token(raw, 'reset', ada.id)}")
+        expect(page.locator("h1")).to_have_text("Set a new password")
+        page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+        page.get_by_label("The same again").fill(NEW_PASSWORD + "!")
+        page.get_by_role("button", name="Set the new password").click()
+        expect(page.locator(".field-error")).to_have_text("The two passwords differ.")
+        page.get_by_label("The same again").fill(NEW_PASSWORD)
+        page.get_by_role("button", name="Set the new password").click()
+        expect(page.locator("h1")).to_have_text("Sign in")
+        expect(page.locator("main")).to_contain_text("Your new password is set")
+        page.get_by_label("Email address").fill(ada.email)
+        page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        expect(page.locator("#who")).to_contain_text("Ada Lovelace")
+        expect(page.locator("#verify-note")).to_be_hidden()  # the reset proved the address
+        page.goto(f"{url}/#/reset?token={link_token(raw, 'reset', ada.id)}")
+        page.get_by_label("New password", exact=True).fill("yet another passphrase")
+        page.get_by_label("The same again").fill("yet another passphrase")
+        page.get_by_role("button", name="Set the new password").click()
+        expect(page.locator("#reset-message")).to_contain_text("used already or has expired")
+        clinic.close()
+
+
+def test_an_unverified_patient_is_asked_to_verify_and_the_link_verifies(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    ADDRESS_SHOTS.mkdir(parents=True, exist_ok=True)
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        for width, viewport in ((1280, DESKTOP), (375, PHONE)):
+            grace = clinic.patient("Grace", "Hopper")
+            page = pages.open(url, viewport=viewport)
+            expect(page.get_by_role("link", name="Forgot your password?")).to_be_visible()
+            page.screenshot(path=str(ADDRESS_SHOTS / f"login-{width}.png"), full_page=True)
+            page.get_by_role("link", name="Forgot your password?").click()
+            page.get_by_label("the front desk").check()
+            page.get_by_label("Email address").fill("nobody@example.org")
+            page.get_by_role("button", name="Send me a link").click()
+            expect(page.locator("#forgot-message")).to_be_visible()
+            assert page_width(page) <= viewport["width"]
+            page.screenshot(path=str(ADDRESS_SHOTS / f"forgot-{width}.png"), full_page=True)
+            page.goto(f"{url}/#/reset?token=not-a-real-token")
+            page.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
+            page.get_by_label("The same again").fill(NEW_PASSWORD)
+            page.get_by_role("button", name="Set the new password").click()
+            expect(page.locator("#reset-message")).to_contain_text("used already or has expired")
+            assert page_width(page) <= viewport["width"]
+            page.screenshot(path=str(ADDRESS_SHOTS / f"reset-{width}.png"), full_page=True)
+            page.goto(f"{url}/#/login")
+            sign_in(page, grace)
+            note = page.locator("#verify-note")
+            expect(note).to_contain_text("Please verify your email address")
+            page.get_by_role("button", name="Send the link again").click()
+            expect(note).to_contain_text("A new link to verify your email address is on its way")
+            assert page_width(page) <= viewport["width"]
+            page.screenshot(path=str(ADDRESS_SHOTS / f"verify-note-{width}.png"))
+            page.goto(f"{url}/#/verify?token={link_token(raw, 'verify', grace.id)}")
+            expect(page.locator("#verify-message")).to_have_text(
+                "Thank you: your email address is verified."
+            )
+            assert page_width(page) <= viewport["width"]
+            page.screenshot(path=str(ADDRESS_SHOTS / f"verify-{width}.png"), full_page=True)
+            page.get_by_role("link", name="Go to booking").click()
+            expect(page.locator("h1")).to_have_text("Book an appointment")
+            expect(page.locator("#verify-note")).to_be_hidden()
+        clinic.close()
+
+
+def test_a_patient_turns_reminders_off_on_their_page(pages: Pages, settings: Settings) -> None:
+    with run_server(settings) as url:
+        clinic = Clinic(url)
+        ada = clinic.patient("Ada", "Lovelace")
+        page = pages.open(url)
+        sign_in(page, ada)
+        page.get_by_role("link", name="My appointments", exact=True).click()
+        box = page.get_by_label("Reminders before an appointment")
+        expect(box).to_be_checked()
+        box.uncheck()
+        expect(page.locator("#announcer")).to_contain_text("Off: Reminders")
+        saved = clinic.http.get(f"/patients/{ada.id}/notifications", headers=ada.headers)
+        assert saved.json()["reminder"] is False
+        page.reload()
+        expect(page.get_by_label("Reminders before an appointment")).not_to_be_checked()
+        clinic.close()

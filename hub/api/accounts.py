@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub import access, accounts, privacy
 from hub.api import signin
+from hub.api.addresses import verifying
 from hub.api.endpoint import MAX_ID, Call, Endpoint, Param
 from hub.auth import Principal, Role, require
 from hub.models import Doctor, Patient
@@ -61,7 +62,7 @@ def _patient_view(call: Call[Any], row: Patient) -> PatientOut | PatientContact:
 async def register_at_desk(call: Call[DeskRegistration]) -> PatientContact:
     person = _person(call.body)
     row = await accounts.register_at_desk(
-        call.hub.sessions, call.hub.passwords, call.principal, person
+        call.hub.sessions, call.hub.passwords, call.principal, person, verify=verifying(call)
     )
     return PatientContact.model_validate(row)
 
@@ -112,7 +113,11 @@ def _login(role: Role) -> Callable[[Call[Login]], Awaitable[TokenOut]]:
 
 async def register_patient(call: Call[PatientCreate]) -> PatientOut:
     await call.hub.throttle.register(call.address)
-    row = await accounts.register_patient(call.hub.sessions, call.hub.passwords, _person(call.body))
+    hub = call.hub
+    person = _person(call.body)
+    row = await accounts.register_patient(
+        hub.sessions, hub.passwords, person, verify=verifying(call)
+    )
     return PatientOut.model_validate(row)
 
 
@@ -146,6 +151,7 @@ async def update_patient(call: Call[PatientUpdate]) -> PatientChanged:
         call.principal,
         call.path_int("id"),
         _changes(call.body),
+        verify=verifying(call),
     )
     out = PatientOut.model_validate(row).model_dump()
     return PatientChanged(

@@ -20,6 +20,7 @@ REASONS = {
     403: "Signed in, but not allowed to do this",
     404: "No such resource",
     409: "Conflicts with the current state",
+    410: "The link was used, or what it names changed, or it expired",
     413: "Body too large",
     422: "Invalid input: `fields` names each problem",
     429: "Too many attempts: wait the seconds `Retry-After` says",
@@ -95,7 +96,7 @@ def openapi(endpoints: list[Endpoint[Any, Any]]) -> dict[str, Any]:
                     **(
                         {
                             "content": {
-                                "application/json": {
+                                endpoint.media: {
                                     "schema": schemas.of(endpoint.response, "serialization")
                                 }
                             }
@@ -125,7 +126,7 @@ def openapi(endpoints: list[Endpoint[Any, Any]]) -> dict[str, Any]:
                 else ["application/json"]
             )
             operation["requestBody"] = {
-                "required": True,
+                "required": endpoint.body_required,
                 "content": {kind: {"schema": body} for kind in media},
             }
         paths.setdefault(path, {})[endpoint.method.lower()] = operation

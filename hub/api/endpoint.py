@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, compile_path
 from starlette.types import Message, Receive, Scope, Send
 
+from hub import logs
 from hub.auth import Principal
 from hub.errors import (
     HubError,
@@ -41,6 +42,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_ID = 2**31 - 1
 # What the services call a concept, the REST API calls by the original design's name.
 FIELD_NAMES = {"start": "scheduled_datetime"}
+ACTED = "hub.acted"  # the request scope's key of what audit_as says
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ class Param:
 @dataclass(frozen=True, slots=True)
 class Endpoint(Generic[Body, Out]):
     """One REST operation: its route, its handler, and what OpenAPI says about it. `response`
-    is the type the handler's result is serialised as (`Out`, or what it validates into)."""
+    is the type the handler's result is serialised as (`Out`, or what it validates into); a
+    handler that answers in another format than JSON returns a Response of `media`."""
 
     method: str
     path: str
@@ -95,7 +98,9 @@ class Endpoint(Generic[Body, Out]):
     tag: str
     response: Any = None
     body: type[BaseModel] | None = None
+    body_required: bool = True  # False: an empty body reads as `{}`
     form: bool = False
+    media: str = "application/json"
     status: int = 200
     auth: bool = True
     query: tuple[Param, ...] = ()
@@ -138,7 +143,7 @@ class Endpoint(Generic[Body, Out]):
             principal = await _principal(hub, request)
             body: Any = None
             if self.body is not None:
-                raw = await _payload(request, self.form)
+                raw = await _payload(request, self.form, self.body_required)
                 try:
                     body = self.body.model_validate(raw)
                 except ValidationError as exc:
@@ -157,7 +162,10 @@ class Endpoint(Generic[Body, Out]):
             self._audit(hub, request, principal, Unavailable.code)
             return error_response(Unavailable("the database or Redis is not answering: retry"))
         self._audit(hub, request, principal, "ok")
-        if self.status == 204:
+        response: Response
+        if isinstance(result, Response):
+            response = result
+        elif self.status == 204:
             response = Response(status_code=204)
         else:
             content = adapter.dump_python(result, mode="json")
@@ -172,7 +180,16 @@ class Endpoint(Generic[Body, Out]):
         if self.audit is not None:
             action, resource = self.audit
             where = resource.format(**request.path_params)
+            acted: tuple[Principal, str] | None = request.scope.get(ACTED)
+            if acted is not None:  # the handler learnt who acted on what (audit_as)
+                caller, where = acted
             hub.audit.note(caller, action, where, outcome, "rest", request_id(request))
+
+
+def audit_as(call: Call[Any], actor: Principal, resource: str) -> None:
+    """Audit this request as `actor` acting on `resource`, where its path names neither
+    (a link's token stands for an appointment and its patient, and is never written down)."""
+    call.request.scope[ACTED] = (actor, resource)
 
 
 def request_id(request: Request[State]) -> str:
@@ -252,7 +269,7 @@ async def _principal(hub: Hub, request: Request[State]) -> Principal | None:
     return await hub.standings.ensure(principal)  # a token outlives no account, no sign-out
 
 
-async def _payload(request: Request[State], form: bool) -> Any:
+async def _payload(request: Request[State], form: bool, required: bool = True) -> Any:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
         raise PayloadTooLarge(f"bodies are limited to {MAX_BODY} bytes")
@@ -268,6 +285,8 @@ async def _payload(request: Request[State], form: bool) -> Any:
 
         async with Request(request.scope, replay).form(max_files=0, max_fields=16) as data:
             return {key: value for key, value in data.items() if isinstance(value, str)}
+    if not raw and not required:
+        return {}
     if not raw:
         raise InvalidInput("a JSON body is required", [{"field": "body", "message": "missing"}])
     try:
@@ -290,7 +309,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: logged with its trace, answered without one."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = logs.redact(request.url.path)
+    log.exception("unhandled error on %s %s", request.method, path, exc_info=exc)
     hub = request.scope.get("state", {}).get("hub")
     if isinstance(hub, Hub):
         hub.metrics.errors.labels("rest", "internal").inc()

@@ -6,7 +6,8 @@ import { defineView, flashNote } from '../view.js';
 
 const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
 
-function roleChoice(name, roles, selected, onChange) {
+/** "I am": one radio button per role. */
+export function roleChoice(name, roles, selected, onChange) {
   const legendId = `${name}-legend`;
   return h(
     'fieldset',
@@ -42,6 +43,12 @@ export const login = defineView((view, ctx) => {
     required: true,
   });
   const submit = h('button', { type: 'submit' }, 'Sign in');
+  // The reset page asks for the role again: it starts at the one chosen here.
+  const forgot = h('a', { href: '#/forgot', id: 'forgot-link' }, 'Forgot your password?');
+  forgot.addEventListener('click', () => {
+    const chosen = form.querySelector('input[name="login-role"]:checked');
+    forgot.href = `#/forgot?role=${chosen ? chosen.value : 'patient'}`;
+  });
   const form = h(
     'form',
     { class: 'card form narrow', novalidate: true, 'aria-labelledby': 'login-title' },
@@ -55,6 +62,7 @@ export const login = defineView((view, ctx) => {
     field('Password', password),
     message.element,
     h('div', { class: 'actions' }, submit),
+    h('p', { class: 'forgot' }, forgot),
   );
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

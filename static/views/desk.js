@@ -91,11 +91,34 @@ export const mount = defineView((view, ctx, life) => {
         const free = await get(`/appointments/doctor/${doctor.value}/available-slots?date=${day.value}`);
         times.replaceChildren(...(free.slots.length
           ? free.slots.map((start) => h('button', { type: 'button', class: 'secondary', onclick: () => book(start) }, formatWhen(new Date(start))))
-          : [h('p', { class: 'muted' }, 'No free time that day.')]));
+          : [h('p', { class: 'muted' }, 'No free time that day.')]), waitlistOffer());
       } catch (error) {
         note.error(plain(error));
       }
     });
+
+    // Nothing that suits the caller: put them on the doctor's waitlist for the day (urgent
+    // ones go first); a time that frees up is held for them and offered on their page.
+    function waitlistOffer() {
+      const urgent = h('input', { type: 'checkbox', name: 'urgent', id: 'desk-urgent' });
+      return h('div', { class: 'desk-waitlist' },
+        h('label', { for: urgent.id, class: 'check' }, urgent, ' Urgent'),
+        h('button', { type: 'button', class: 'secondary', id: 'desk-wait', onclick: () => wait(urgent.checked) }, 'Put on the waitlist for this day'));
+    }
+
+    async function wait(urgent) {
+      note.clear();
+      try {
+        const entry = await post('/waitlist', { doctor_id: Number(doctor.value), from: day.value, to: day.value, patient_id: patient.id, urgent });
+        const text = entry.offer
+          ? `A time is free: ${formatWhen(new Date(entry.offer.start))} is held for them; they accept it on their page, or book it here.`
+          : `On the waitlist, number ${entry.position} in line.`;
+        note.success(text);
+        announce(text);
+      } catch (error) {
+        note.error(plain(error));
+      }
+    }
 
     async function book(start) {
       try {

@@ -5,6 +5,9 @@ import { get, put } from '../api.js';
 import { doctorName, statusLabel } from '../labels.js';
 import { announce, formatLongDay, formatTime, h, localDate, messageBox, plain, syncLiveActions, weekStart, present, keepFocus } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
+import { addToCalendar, feedCard } from './feed.js';
+import { preferencesCard } from './notify.js';
+import { verifyNote } from './email.js';
 import { waitlistSection } from './waitlist.js';
 
 export const mount = defineView((view, ctx, life) => {
@@ -16,10 +19,13 @@ export const mount = defineView((view, ctx, life) => {
   view.append(...present(
     h('h1', { tabindex: '-1' }, 'My appointments'),
     flashNote(ctx),
+    verifyNote(ctx, life),
     message.element,
     waitlistSection(ctx, life, { onBooked: () => load() }),
     h('section', { class: 'card' }, h('h2', { id: 'upcoming-title' }, 'Upcoming'), upcoming),
     h('section', { class: 'card' }, h('h2', { id: 'past-title' }, 'Past and cancelled'), past),
+    feedCard({ owner: 'patients', id: me.id }),
+    preferencesCard(`/patients/${me.id}`, life),
     h('p', {}, h('a', { href: '#/book' }, 'Book another appointment')),
   ));
 
@@ -68,7 +74,7 @@ export const mount = defineView((view, ctx, life) => {
         },
         'Cancel',
       );
-      actions.append(reschedule, cancel);
+      actions.append(reschedule, cancel, addToCalendar(item.id, when(item)));
       li.append(actions, feedback.element);
 
       function ask() {

@@ -12,6 +12,7 @@ import { holdPanel } from './panel.js';
 import { pickers } from './pickers.js';
 import { rescheduling } from './reschedule.js';
 import { joinCard } from '../waitlist.js';
+import { verifyNote } from '../email.js';
 
 export const mount = defineView((view, ctx, life) => {
   const { live, session: me, params } = ctx;
@@ -60,6 +61,7 @@ export const mount = defineView((view, ctx, life) => {
     page.title,
     h('p', { class: 'zone-note', id: 'zone-note' }, 'Times are shown in your time zone: ', h('strong', {}, zoneLabel()), '.'),
     flashNote(ctx),
+    verifyNote(ctx, life),
     page.reschedule.banner,
     page.message.element,
     h(

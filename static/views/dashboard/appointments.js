@@ -5,6 +5,7 @@
 
 import { get, put } from '../../api.js';
 import { personName, statusLabel } from '../../labels.js';
+import { addToCalendar } from '../feed.js';
 import { announce, clearFieldErrors, field, formatDay, formatLongDay, formatTime, formatWhen, h, keepFocus, localDate, messageBox, plain, showFieldErrors, syncLiveActions } from '../../ui.js';
 
 function fromApi(item) {
@@ -153,7 +154,7 @@ export function appointmentList(view, { live, me, life, slotMinutes }) {
           action(item, feedback, 'No-show', 'secondary no-show', 'no-show', 'marked as a no-show'),
         );
       } else {
-        actions.append(cancelButton(item, feedback, actions));
+        actions.append(cancelButton(item, feedback, actions), addToCalendar(item.id, when(item, true)));
       }
       li.append(actions, feedback.element);
     }

@@ -3,6 +3,8 @@
 
 import { h, present } from '../../ui.js';
 import { defineView, flashNote } from '../../view.js';
+import { feedCard } from '../feed.js';
+import { preferencesCard } from '../notify.js';
 import { appointmentList } from './appointments.js';
 import { hoursEditor } from './hours.js';
 
@@ -26,5 +28,7 @@ export const mount = defineView((view, ctx, life) => {
     appointments.notice,
     appointments.message.element,
     h('div', { class: 'dashboard-layout' }, appointments.card, hours.card),
+    feedCard({ owner: 'doctors', id: me.id, names: true }),
+    preferencesCard(`/doctors/${me.id}`, life),
   ));
 });

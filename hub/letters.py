@@ -1,0 +1,195 @@
+"""What the messages say: plain text and HTML, the clinic's name, the doctor, the time in the
+reader's own zone with the zone named, the cancellation policy in words, and the links that
+manage the appointment; a calendar invite attached. Never a reason for the visit or any other
+clinical text. Pure: the sender gathers the facts (`Facts`) and sends what comes out."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from zoneinfo import ZoneInfo
+
+from hub import invites
+from hub.mail import Text
+from hub.models import Notice
+from hub.schedules import Policy
+
+DASH = "\N{EN DASH}"
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """Everything one message needs, read when it is sent."""
+
+    kind: Notice
+    notification_id: int
+    clinic: str
+    sender: str  # the From address
+    to: str  # the reader's email address
+    name: str  # the reader's first name
+    zone: ZoneInfo  # the reader's zone
+    app_url: str  # the browser app
+    doctor: str | None = None  # "Dr Ada Lovelace, Cardiology"
+    address: str | None = None  # where the visit is
+    start: datetime | None = None
+    end: datetime | None = None
+    policy: Policy | None = None
+    manage_url: str | None = None
+    entry: invites.Entry | None = None  # the invite to attach
+    by: str | None = None  # who cancelled
+    reason: str | None = None  # why, as they said it to the patient
+    link: str | None = None  # a verify or reset link
+    expires_at: datetime | None = None  # an offer's end
+
+
+def when(moment: datetime, zone: ZoneInfo) -> str:
+    """'Tuesday 8 December 2026, 10:00' in `zone`."""
+    local = moment.astimezone(zone)
+    return (
+        f"{DAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1]} {local.year}, {local:%H:%M}"
+    )
+
+
+def span(facts: Facts) -> str:
+    """The visit's time in the reader's zone, with the zone named."""
+    assert facts.start is not None and facts.end is not None
+    end = facts.end.astimezone(facts.zone)
+    return f"{when(facts.start, facts.zone)}{DASH}{end:%H:%M} ({facts.zone.key})"
+
+
+def policy_words(facts: Facts) -> str:
+    """The cancellation rule, in words, for this visit."""
+    policy, start = facts.policy, facts.start
+    if policy is None or start is None:
+        return ""
+    if not policy.cancel_cutoff_minutes:
+        return "You can cancel free of charge until the visit starts."
+    until = start - timedelta(minutes=policy.cancel_cutoff_minutes)
+    later = (
+        "After that you can still cancel, but it is recorded as a late cancellation."
+        if policy.allow_late_cancel
+        else "After that it cannot be cancelled online: please call the clinic."
+    )
+    return f"You can cancel free of charge until {when(until, facts.zone)}. {later}"
+
+
+def _who(by: str | None) -> str:
+    return {"doctor": "your doctor", "staff": "the clinic", "admin": "the clinic"}.get(
+        by or "", "you"
+    )
+
+
+def _lines(facts: Facts) -> tuple[str, list[str], list[tuple[str, str]]]:
+    """The subject, the paragraphs, and the links (label, url) of a message."""
+    kind = facts.kind
+    if kind is Notice.verify:
+        return (
+            "Please confirm your email address",
+            ["Please confirm that this is your email address by opening the link below."],
+            [("Confirm my email address", facts.link or "")],
+        )
+    if kind is Notice.reset:
+        return (
+            "Reset your password",
+            [
+                "Someone asked to reset the password of your account. If it was you, open the "
+                "link below within an hour. If not, ignore this message: nothing changes.",
+            ],
+            [("Choose a new password", facts.link or "")],
+        )
+    assert facts.start is not None
+    day = when(facts.start, facts.zone)
+    visit = f"{span(facts)} with {facts.doctor}"
+    place = [f"Where: {facts.address}"] if facts.address else []
+    manage = [("Cancel or reschedule this appointment", facts.manage_url or "")]
+    if kind is Notice.offer:
+        assert facts.expires_at is not None
+        return (
+            "A time has freed up for you",
+            [
+                f"A time you were waiting for has freed up: {visit}.",
+                f"It is held for you until {when(facts.expires_at, facts.zone)}. "
+                "Accept it or let it go on your appointments page.",
+            ],
+            [("Accept or decline", f"{facts.app_url}/#/mine")],
+        )
+    if kind is Notice.cancelled:
+        said = [f"The reason given: {facts.reason}"] if facts.reason else []
+        return (
+            "Your appointment is cancelled",
+            [f"Your appointment on {visit} was cancelled by {_who(facts.by)}.", *said],
+            [("Book another time", f"{facts.app_url}/#/book")],
+        )
+    subject, opening = {
+        Notice.booked: (f"Your appointment on {day}", f"Your appointment is booked: {visit}."),
+        Notice.rescheduled: ("Your appointment has moved", f"It is now on {visit}."),
+        Notice.reminder: (f"Reminder: your appointment on {day}", f"A reminder: {visit}."),
+    }[kind]
+    return subject, [opening, *place, policy_words(facts)], manage if facts.manage_url else []
+
+
+def compose(facts: Facts) -> EmailMessage:
+    """The email: text and HTML, with the calendar invite attached where there is one."""
+    subject, paragraphs, links = _lines(facts)
+    greeting = f"Hello {facts.name}," if facts.name else "Hello,"
+    body = [greeting, *[p for p in paragraphs if p]]
+    text = "\n\n".join(body)
+    text += "".join(f"\n\n{label}: {url}" for label, url in links)
+    text += f"\n\n{facts.clinic}\n"
+    rich = "".join(f"<p>{html.escape(p)}</p>" for p in body)
+    rich += "".join(
+        f'<p><a href="{html.escape(url, quote=True)}">{html.escape(label)}</a></p>'
+        for label, url in links
+    )
+    rich = f"<!doctype html><html><body>{rich}<p>{html.escape(facts.clinic)}</p></body></html>"
+    message = EmailMessage()
+    message["Subject"] = f"{subject} · {facts.clinic}"
+    message["From"] = facts.sender
+    message["To"] = facts.to
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="hub")
+    message["X-Hub-Notification"] = f"{facts.notification_id}-{facts.kind.value}"
+    message.set_content(text)
+    message.add_alternative(rich, subtype="html")
+    if facts.entry is not None and facts.kind in (
+        Notice.booked,
+        Notice.rescheduled,
+        Notice.cancelled,
+    ):
+        method, ics = invites.invite(facts.entry)
+        message.add_attachment(
+            ics,
+            maintype="text",
+            subtype="calendar",
+            filename="invite.ics",
+            params={"method": method},
+        )
+    return message
+
+
+def short(facts: Facts, phone: str) -> Text:
+    """A reminder as a text message."""
+    assert facts.start is not None
+    day = when(facts.start, facts.zone)
+    body = f"{facts.clinic}: reminder of your appointment on {day} with {facts.doctor}."
+    if facts.manage_url:
+        body += f" Manage it: {facts.manage_url}"
+    return Text(phone, body, f"{facts.notification_id}-sms")

@@ -1,0 +1,92 @@
+"""Where messages go: the one small transport interface, email over SMTP (aiosmtplib) as its
+first implementation, and file sinks: `.eml` files when no SMTP server is configured (the
+embedded default) and text files standing in for an SMS provider, which a clinic plugs in
+by writing one more `Transport`. No provider is bundled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from hub.errors import ConfigError
+
+log = logging.getLogger("hub.mail")
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A short text message to a phone number."""
+
+    to: str
+    body: str
+    reference: str  # the notification's id, for the file's name
+
+
+Message = EmailMessage | Text
+
+
+class Transport(Protocol):
+    async def send(self, message: Message) -> None:
+        """Deliver, or raise: the sender retries with back-off."""
+
+
+class SmtpMail:
+    """Email through an SMTP server: `smtp://[user:password@]host[:port][?starttls=true]`, or
+    `smtps://` for TLS from the first byte."""
+
+    def __init__(self, url: str, timeout: float = 15.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError("HUB_SMTP_URL must look like smtp://host:port or smtps://host:port")
+        query = parse_qs(parts.query)
+        self._host = parts.hostname
+        self._tls = parts.scheme == "smtps"
+        self._port = parts.port or (465 if self._tls else 25)
+        self._user = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        self._timeout = timeout
+
+    async def send(self, message: Message) -> None:
+        if not isinstance(message, EmailMessage):
+            raise TypeError("SMTP carries email")
+        await aiosmtplib.send(
+            message,
+            hostname=self._host,
+            port=self._port,
+            username=self._user,
+            password=self._password,
+            use_tls=self._tls,
+            start_tls=self._starttls,
+            timeout=self._timeout,
+        )
+
+
+class Files:
+    """Each message as a file in a folder (`.eml` for email, `.txt` for a text message), and
+    a log line saying where: how the embedded default shows what it would send."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    async def send(self, message: Message) -> None:
+        await asyncio.to_thread(self._write, message)
+
+    def _write(self, message: Message) -> None:
+        self._folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(message, EmailMessage):
+            name = f"{message['X-Hub-Notification'] or 'message'}.eml"
+            data = bytes(message)
+        else:
+            name = f"{message.reference}.txt"
+            data = f"To: {message.to}\n\n{message.body}\n".encode()
+        path = self._folder / name
+        path.write_bytes(data)
+        log.info("message written to %s", path)  # the file, never who it is for

@@ -1,0 +1,248 @@
+"""The sender every process runs: it claims the notifications that are due (hub.notices),
+reads each one's appointment and recipient again, drops what no longer applies, writes the
+message (hub.letters) and hands it to a transport (hub.mail); a failure is retried with
+back-off. Whoever claims a row sends it; no row is claimed by two processes at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import replace
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import appointments, feeds, letters, links, schedules
+from hub.clock import Clock, utcnow
+from hub.config import Settings
+from hub.db import SessionFactory
+from hub.mail import Files, Message, SmtpMail, Transport
+from hub.models import (
+    Admin,
+    Appointment,
+    Delivery,
+    Doctor,
+    Notice,
+    Notification,
+    OfferState,
+    Patient,
+    Staff,
+    Status,
+    VisitType,
+    WaitlistOffer,
+)
+from hub.notices import Claims
+
+log = logging.getLogger("hub.sender")
+Account = Patient | Doctor | Staff | Admin
+ALWAYS = (Notice.verify, Notice.reset, Notice.cancelled)  # not turned off by preferences
+
+
+class Dropped(Exception):
+    """The notification no longer applies; the reason is recorded."""
+
+
+def transports(settings: Settings) -> tuple[Transport, Transport | None]:
+    """Email (SMTP, or .eml files under <data dir>/mail), and text messages (files under
+    HUB_SMS_DIR, when set)."""
+    mail: Transport = (
+        SmtpMail(settings.smtp_url) if settings.smtp_url else Files(settings.data_dir / "mail")
+    )
+    return mail, Files(settings.sms_dir) if settings.sms_dir else None
+
+
+def _zone(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else fallback
+    except (ValueError, KeyError):
+        return fallback
+
+
+class Sender:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        settings: Settings,
+        mail: Transport,
+        sms: Transport | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._links = links.Links(settings)
+        self._mail = mail
+        self._sms = sms
+        self._clock = clock
+        self.claims = Claims(sessions, clock)
+
+    async def run(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Until `stop`: send what is due, every `every` seconds (more at once when busy)."""
+        while not stop.is_set():
+            try:
+                sent = await self.send_due()
+            except Exception as exc:  # the database away: the next round tries again
+                log.warning("notifications not sent yet: %r", exc)
+                sent = 0
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+
+    async def send_due(self) -> int:
+        """One round: claim what is due and send or drop each; how many were handled."""
+        claimed = await self.claims.claim()
+        for row in claimed:
+            try:
+                message = await self._message(row)
+            except Dropped as why:
+                await self.claims.done(row, Delivery.dropped, str(why))
+                continue
+            try:
+                await self._send(row, message)
+            except Exception as exc:  # the server refused or was away: later, with back-off
+                failure = _failure(exc)
+                log.warning(
+                    "notification %d not delivered (attempt %d): %s",
+                    row.id,
+                    row.attempts + 1,
+                    failure,
+                )
+                await self.claims.retry(row, failure)
+                continue
+            await self.claims.done(row, Delivery.sent)
+        return len(claimed)
+
+    async def _send(self, row: Notification, message: Message) -> None:
+        transport = self._sms if row.channel == "sms" else self._mail
+        if transport is None:
+            raise Dropped("no transport for this channel")
+        await transport.send(message)
+
+    async def _message(self, row: Notification) -> Message:
+        # The facts as they are now: what no longer applies is Dropped.
+        async with self._sessions() as session:
+            account = await _account(session, row.role, row.account_id)
+            if account is None or not account.active:
+                raise Dropped("the account is gone or inactive")
+            prefs = getattr(account, "notify", None) or {}
+            if row.kind not in ALWAYS and prefs.get(row.kind.value) is False:
+                raise Dropped(f"{row.kind.value} turned off")
+            facts = await self._facts(session, row, account)
+        if row.channel == "sms":
+            phone = getattr(account, "phone", None)
+            if not phone:
+                raise Dropped("no phone number")
+            return letters.short(facts, phone)
+        return letters.compose(facts)
+
+    async def _facts(
+        self, session: AsyncSession, row: Notification, account: Account
+    ) -> letters.Facts:
+        settings, payload = self._settings, row.payload
+        base = letters.Facts(
+            kind=row.kind,
+            notification_id=row.id,
+            clinic=settings.clinic_name,
+            sender=settings.mail_from,
+            to=account.email,
+            name=getattr(account, "first_name", ""),
+            zone=ZoneInfo("UTC"),
+            app_url=self._links.base,
+        )
+        if row.kind in (Notice.verify, Notice.reset):
+            token = str(payload.get("token", ""))
+            purpose: links.Purpose = "verify" if row.kind is Notice.verify else "reset"
+            return replace(base, link=self._links.url(purpose, token))
+        if row.kind is Notice.offer:
+            offer = await session.get(WaitlistOffer, int(str(payload.get("offer_id", 0))))
+            if offer is None or offer.state is not OfferState.open:
+                raise Dropped("the offer ended")
+            doctor = await session.get(Doctor, offer.doctor_id)
+            hours = schedules.availability_of(await schedules.load_row(session, offer.doctor_id))
+            visit = (
+                None
+                if offer.visit_type_id is None
+                else await session.get(VisitType, offer.visit_type_id)
+            )
+            length = hours.slot if visit is None else timedelta(minutes=visit.minutes)
+            return replace(
+                base,
+                zone=_zone(getattr(account, "timezone", None), hours.zone),
+                doctor=_doctor(doctor),
+                start=offer.start_at,
+                end=offer.start_at + length,
+                expires_at=offer.expires_at,
+            )
+        appointment = (
+            None
+            if row.appointment_id is None
+            else await session.get(
+                Appointment, row.appointment_id, options=list(appointments.PARTIES)
+            )
+        )
+        if appointment is None:
+            raise Dropped("the appointment is gone")
+        live = appointment.status is Status.scheduled
+        if row.kind in (Notice.booked, Notice.rescheduled) and not live:
+            raise Dropped("cancelled since")
+        if row.kind is Notice.reminder and (not live or appointment.start_at != row.start_at):
+            raise Dropped("cancelled or moved since")
+        schedule = await schedules.load_row(session, appointment.doctor_id)
+        hours = schedules.availability_of(schedule)
+        doctor = appointment.doctor
+        entry = await feeds.appointment_entry(
+            session,
+            feeds.host_of(settings),
+            appointment,
+            f"Appointment with {_doctor(doctor)}",
+            organizer=_address(settings.mail_from),
+            attendee=account.email,
+        )
+        manage = None
+        if live:
+            token = self._links.sign(
+                "manage",
+                f"appointment:{appointment.id}",
+                links.manage_print(appointment.status.value, appointment.updated_at),
+            )
+            manage = self._links.url("manage", token)
+        return replace(
+            base,
+            zone=_zone(getattr(account, "timezone", None), hours.zone),
+            doctor=_doctor(doctor),
+            address=doctor.address,
+            start=appointment.start_at,
+            end=appointment.end_at,
+            policy=schedules.policy_of(schedule),
+            manage_url=manage,
+            entry=entry,
+            by=str(payload["by"]) if payload.get("by") else None,
+            reason=str(payload["reason"]) if payload.get("reason") else None,
+        )
+
+
+async def _account(session: AsyncSession, role: str, account_id: int) -> Account | None:
+    if role == "patient":
+        return await session.get(Patient, account_id)
+    if role == "doctor":
+        return await session.get(Doctor, account_id)
+    if role == "staff":
+        return await session.get(Staff, account_id)
+    if role == "admin":
+        return await session.get(Admin, account_id)
+    return None
+
+
+def _failure(exc: Exception) -> str:
+    # What went wrong, without what the error may quote (an SMTP refusal names the address).
+    code = getattr(exc, "code", None)
+    return f"{exc.__class__.__name__}{f' {code}' if isinstance(code, int) else ''}"
+
+
+def _doctor(doctor: Doctor | None) -> str:
+    return "your doctor" if doctor is None else f"Dr {doctor.first_name} {doctor.last_name}"
+
+
+def _address(sender: str) -> str:
+    return sender.rsplit("<", 1)[-1].rstrip(">").strip()

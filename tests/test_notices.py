@@ -1,0 +1,299 @@
+"""Notifications: what is sent when, to a real SMTP server started here (aiosmtpd), parsed as
+a mail client and a calendar app would; on both backends, and over three hub processes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+from icalendar import Calendar
+from sqlalchemy import Engine, text
+from starlette.testclient import TestClient
+
+from hub import notices
+from hub.app import create_app
+from hub.config import Settings
+from tests.conftest import World, iso, slot
+from tests.server import free_port, hub_processes
+
+WAIT = 10.0
+
+
+class Inbox:
+    """What an SMTP server received, as parsed messages."""
+
+    def __init__(self, ignore: frozenset[str] = frozenset({"verify"})) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = 0  # answer the next this many with a temporary failure
+        self.ignore = ignore  # kinds kept out of `messages` (every registration verifies)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        if str(parsed["X-Hub-Notification"]).split("-", 1)[1] in self.ignore:
+            return "250 OK"
+        with self._lock:
+            if self.refuse > 0:
+                self.refuse -= 1
+                return "451 try again later"
+            self.messages.append(parsed)
+        return "250 OK"
+
+    def until(self, count: int, wait: float = WAIT) -> list[EmailMessage]:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.messages)} messages, not {count}, within {wait} s")
+
+    def kinds(self) -> list[str]:
+        return [str(m["X-Hub-Notification"]).split("-", 1)[1] for m in self.messages]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[str, Inbox]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}", inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mailed(settings: Settings, raw: Engine, smtp: tuple[str, Inbox]) -> Iterator[World]:
+    """A hub that mails to the test's SMTP server."""
+    url, _ = smtp
+    with TestClient(create_app(replace(settings, smtp_url=url))) as client:
+        yield World(client, replace(settings, smtp_url=url), raw)
+
+
+def invite_of(message: EmailMessage) -> Calendar:
+    (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    payload = part.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return Calendar.from_ical(payload)
+
+
+def event_of(calendar: Calendar) -> Any:
+    (event,) = calendar.walk("VEVENT")
+    return event
+
+
+def body_of(message: EmailMessage) -> str:
+    plain = message.get_body(preferencelist=("plain",))
+    rich = message.get_body(preferencelist=("html",))
+    assert plain is not None and rich is not None
+    return f"{plain.get_content()}\n{rich.get_content()}"
+
+
+def test_book_reschedule_cancel_mail_one_event_that_moves_then_is_cancelled(
+    mailed: World, smtp: tuple[str, Inbox]
+) -> None:
+    world, (_, inbox) = mailed, smtp
+    doctor, patient = world.doctor(), world.patient()
+    body = {"doctor_id": doctor.id, "scheduled_datetime": iso(slot(10)), "reason": "chest pain"}
+    booked = world.client.post("/appointments/", json=body, headers=patient.headers).json()
+    inbox.until(1)
+    moved = world.client.put(
+        f"/appointments/{booked['id']}/reschedule",
+        json={"scheduled_datetime": iso(slot(11))},
+        headers=patient.headers,
+    ).json()
+    inbox.until(2)
+    cancelled = world.client.put(
+        f"/appointments/{moved['id']}/cancel",
+        json={"reason": "the clinic is closed"},
+        headers=doctor.headers,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    messages = inbox.until(3)
+    time.sleep(1.5)  # a sender round more: nothing else comes (the reminders are days away)
+    assert inbox.kinds() == ["booked", "rescheduled", "cancelled"]
+    assert {m["To"] for m in messages} == {patient.email}
+    calendars = [invite_of(m) for m in messages]
+    events = [event_of(c) for c in calendars]
+    assert [str(c["METHOD"]) for c in calendars] == ["REQUEST", "REQUEST", "CANCEL"]
+    assert len({str(e["UID"]) for e in events}) == 1
+    assert [int(e["SEQUENCE"]) for e in events] == [0, 1, 2]
+    assert str(events[-1]["STATUS"]) == "CANCELLED"
+    assert events[0].decoded("DTSTART") == slot(10)
+    assert events[1].decoded("DTSTART") == slot(11)
+    texts = [body_of(m) for m in messages]
+    assert all("chest pain" not in t for t in texts)  # no clinical text in email
+    assert "the clinic is closed" in texts[2] and "your doctor" in texts[2]
+    assert "(UTC)" in texts[0] and "cancel free of charge until" in texts[0]
+    assert "#/manage?token=" in texts[0]
+
+
+def test_a_reminder_of_an_appointment_cancelled_before_it_fell_due_is_never_sent(
+    mailed: World, smtp: tuple[str, Inbox], raw: Engine
+) -> None:
+    world, (_, inbox) = mailed, smtp
+    doctor, kept, gone = world.doctor(), world.patient(), world.patient()
+    world.book(kept, doctor, slot(10))
+    cancelled = world.book(gone, doctor, slot(11))
+    inbox.until(2)  # the two confirmations
+    world.client.put(f"/appointments/{cancelled['id']}/cancel", json={}, headers=gone.headers)
+    inbox.until(3)
+    with raw.begin() as conn:  # time passes: both reminders fall due
+        conn.execute(
+            text("UPDATE notifications SET due_at = :now WHERE kind = 'reminder'"),
+            {"now": datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)},
+        )
+    messages = inbox.until(5)  # each kept appointment's two reminders
+    time.sleep(1.5)
+    assert inbox.kinds() == ["booked", "booked", "cancelled", "reminder", "reminder"]
+    assert {m["To"] for m in messages[3:]} == {kept.email}
+    with raw.connect() as conn:
+        states = conn.execute(
+            text(
+                "SELECT account_id, state, detail FROM notifications WHERE kind = 'reminder'"
+                " ORDER BY account_id"
+            )
+        ).all()
+    assert {(r.account_id, r.state) for r in states} == {(kept.id, "sent"), (gone.id, "dropped")}
+    assert {r.detail for r in states if r.state == "dropped"} == {"cancelled or moved since"}
+
+
+def test_a_refused_message_is_tried_again_later(
+    mailed: World, smtp: tuple[str, Inbox], raw: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, (_, inbox) = mailed, smtp
+    monkeypatch.setattr(notices, "BACKOFF", (1, 1, 1, 1, 1))
+    inbox.refuse = 2
+    world.book(world.patient(), world.doctor(), slot(10))
+    inbox.until(1, wait=15)
+    with raw.connect() as conn:
+        row = conn.execute(
+            text("SELECT state, attempts FROM notifications WHERE kind = 'booked'")
+        ).one()
+    assert (row.state, row.attempts) == ("sent", 2)  # refused twice, sent the third time
+
+
+def test_the_embedded_default_writes_each_message_as_an_eml_file(
+    settings: Settings, raw: Engine, backend: str, tmp_path: Path
+) -> None:
+    if backend != "embedded":
+        pytest.skip("the file sink is the embedded default's")
+    local = replace(settings, data_dir=tmp_path, smtp_url=None)
+    with TestClient(create_app(local)) as client:
+        world = World(client, local, raw)
+        patient = world.patient()
+        world.book(patient, world.doctor(), slot(10))
+        deadline = time.monotonic() + WAIT
+        while not list((tmp_path / "mail").glob("*-booked.eml")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (written,) = (tmp_path / "mail").glob("*-booked.eml")
+    parsed = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)
+    assert parsed["To"] == patient.email
+
+
+@pytest.mark.parametrize(
+    ("start", "lead", "due"),
+    [
+        ("2026-12-10T15:00", 1440, "2026-12-09T15:00"),  # a day before: outside quiet hours
+        ("2026-12-10T09:00", 120, "2026-12-09T20:55"),  # 07:00 is quiet: the evening before
+        ("2026-12-10T23:00", 120, "2026-12-10T20:55"),  # 21:00 is quiet: just before it
+        ("2026-12-10T10:30", 120, "2026-12-10T08:30"),  # 08:30: no longer quiet
+    ],
+)
+def test_a_reminder_in_the_quiet_hours_moves_earlier(start: str, lead: int, due: str) -> None:
+    zone = ZoneInfo("Europe/Paris")
+    at = datetime.fromisoformat(start).replace(tzinfo=zone)
+    now = at - timedelta(days=7)
+    (got,) = notices.reminder_times(notices.Policy((lead,)), at, now, zone)
+    assert got.astimezone(zone).replace(tzinfo=None) == datetime.fromisoformat(due)
+
+
+def test_no_reminder_is_due_before_now() -> None:
+    zone = ZoneInfo("UTC")
+    start = datetime(2026, 12, 10, 12, tzinfo=zone)
+    got = notices.reminder_times(
+        notices.Policy((1440, 120)), start, start - timedelta(hours=3), zone
+    )
+    assert got == [start - timedelta(hours=2)]
+
+
+def test_three_processes_send_100_due_notifications_once_each(
+    settings: Settings, raw: Engine, backend: str, tmp_path: Path, smtp: tuple[str, Inbox]
+) -> None:
+    if backend == "embedded":
+        pytest.skip("the embedded default is one process by design")
+    url, inbox = smtp
+    inbox.ignore = frozenset()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with raw.begin() as conn:
+        ids = [
+            conn.execute(
+                text(
+                    "INSERT INTO patients (first_name, last_name, date_of_birth, gender, email,"
+                    " phone, password_hash, created_at, updated_at) VALUES ('Many', 'Patients',"
+                    " '1990-01-01', 'other', :email, '+4420794600', 'x', :now, :now)"
+                ),
+                {"email": f"many{n}@example.org", "now": now},
+            ).lastrowid
+            for n in range(100)
+        ]
+    with hub_processes(replace(settings, smtp_url=url), tmp_path, 3):
+        with raw.begin() as conn:  # due at once, while three senders run
+            conn.execute(
+                text(
+                    "INSERT INTO notifications (kind, channel, role, account_id, payload, due_at,"
+                    " state, attempts, created_at) VALUES ('verify', 'email', 'patient', :id,"
+                    " '{\"token\": \"t\"}', :now, 'pending', 0, :now)"
+                ),
+                [{"id": pid, "now": now} for pid in ids],
+            )
+        inbox.until(100, wait=30)
+        time.sleep(3)  # every sender had its rounds: nothing more comes
+    tags = [str(m["X-Hub-Notification"]) for m in inbox.messages]
+    assert len(tags) == 100 and len(set(tags)) == 100
+    assert {str(m["To"]) for m in inbox.messages} == {f"many{n}@example.org" for n in range(100)}
+
+
+def test_a_kind_turned_off_is_not_sent_and_a_cancellation_always_is(
+    mailed: World, smtp: tuple[str, Inbox], raw: Engine
+) -> None:
+    world, (_, inbox) = mailed, smtp
+    doctor, patient = world.doctor(), world.patient()
+    path = f"/patients/{patient.id}/notifications"
+    assert world.client.get(path, headers=patient.headers).json() == {
+        "booked": True,
+        "rescheduled": True,
+        "reminder": True,
+        "offer": True,
+    }
+    off = world.client.put(path, json={"booked": False}, headers=patient.headers)
+    assert off.status_code == 200 and off.json()["booked"] is False, off.text
+    assert (
+        world.client.put(path, json={"cancelled": False}, headers=patient.headers).status_code
+        == 422
+    )
+    assert world.client.put(path, json={"booked": "no"}, headers=patient.headers).status_code == 422
+    booked = world.book(patient, doctor, slot(10))
+    world.client.put(f"/appointments/{booked['id']}/cancel", json={}, headers=patient.headers)
+    inbox.until(1)
+    time.sleep(1.5)
+    assert inbox.kinds() == ["cancelled"]
+    with raw.connect() as conn:
+        detail = conn.execute(
+            text("SELECT state, detail FROM notifications WHERE kind = 'booked'")
+        ).one()
+    assert tuple(detail) == ("dropped", "booked turned off")
