@@ -45,6 +45,7 @@ class NewPerson:
     gender: Gender
     phone: str
     address: str | None = None
+    timezone: str | None = None  # the zone their messages are written in (None: the doctor's)
 
 
 class Keep(enum.Enum):
@@ -68,6 +69,7 @@ class PersonChanges:
     email: str | Keep = KEEP
     phone: str | Keep = KEEP
     address: str | Keep | None = KEEP
+    timezone: str | Keep | None = KEEP
     password: str | Keep = KEEP
     current_password: str | Keep = KEEP  # the owner's, to change their email or password
 

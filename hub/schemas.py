@@ -144,6 +144,19 @@ class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+# The IANA names, not the files beside them in the zone database.
+ZONES = frozenset(available_timezones() - {"localtime", "posixrules", "Factory"})
+
+
+def _zone(value: str) -> str:
+    if value not in ZONES:
+        raise ValueError(f"unknown time zone {value!r}")
+    return value
+
+
+Zone = Annotated[str, Field(max_length=64), AfterValidator(_zone)]
+
+
 class DeskRegistration(Input):
     """A patient the front desk registers (on the phone, at the counter): no password; the
     patient sets one when they first sign in through a reset."""
@@ -155,6 +168,9 @@ class DeskRegistration(Input):
     email: Email
     phone: Phone
     address: Address | None = None
+    timezone: Zone | None = Field(
+        default=None, description="IANA zone their messages are written in (default: the doctor's)"
+    )
 
 
 class PersonCreate(DeskRegistration):
@@ -208,6 +224,7 @@ class PersonUpdate(Input):
     email: Email | Unset = None
     phone: Phone | Unset = None
     address: Address | None = None
+    timezone: Zone | None = Field(default=None, description="null: the doctor's zone")
     password: Password | Unset = None
     current_password: Annotated[str, StringConstraints(max_length=128)] | Unset = Field(
         default=None, description="needed to change your own email or password"
@@ -350,6 +367,7 @@ class PatientOut(Output):
     )
     phone: str
     address: str | None
+    timezone: str | None = Field(description="the zone their messages are written in")
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -370,6 +388,7 @@ class DoctorOut(DoctorPublic):
     phone: str
     specialization_id: int
     approved: bool = Field(description="an admin approved them: listed and bookable")
+    timezone: str | None = Field(description="the zone their messages are written in")
     active: bool
     created_at: datetime
     updated_at: datetime
@@ -499,15 +518,6 @@ def _hhmm(value: object) -> object:
         raise ValueError("must be a time written HH:MM")
     return "00:00" if value == "24:00" else value
 
-
-# The IANA names, not the files beside them in the zone database.
-ZONES = frozenset(available_timezones() - {"localtime", "posixrules", "Factory"})
-
-
-def _zone(value: str) -> str:
-    if value not in ZONES:
-        raise ValueError(f"unknown time zone {value!r}")
-    return value
 
 
 def _write_hhmm(value: time) -> str:

@@ -635,7 +635,7 @@ def test_server_messages_show_next_to_fields_and_actions(
         page_d.reload()
         row = page_d.locator(f'.appt[data-appointment-id="{began}"]')
         if not row.is_visible():  # just after midnight it is yesterday's
-            page_d.locator("details.earlier summary").click()
+            page_d.locator("details.earlier:not(.changes) summary").click()
         expect(row).to_contain_text("Blaise Pascal")
         row.get_by_role("button", name=re.compile(r"^No-show")).click()
         expect(row).to_have_attribute("data-status", "no_show")

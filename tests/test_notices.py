@@ -297,3 +297,20 @@ def test_a_kind_turned_off_is_not_sent_and_a_cancellation_always_is(
             text("SELECT state, detail FROM notifications WHERE kind = 'booked'")
         ).one()
     assert tuple(detail) == ("dropped", "booked turned off")
+
+
+def test_a_message_gives_the_time_in_the_patients_own_zone_and_names_it(
+    mailed: World, smtp: tuple[str, Inbox]
+) -> None:
+    world, (_, inbox) = mailed, smtp
+    doctor = world.doctor()
+    patient = world.patient(timezone="America/New_York")
+    mine = world.client.get("/patients/me", headers=patient.headers).json()
+    assert mine["timezone"] == "America/New_York"
+    world.book(patient, doctor, slot(15))  # 15:00 UTC
+    (message,) = inbox.until(1)
+    local = slot(15).astimezone(ZoneInfo("America/New_York"))
+    assert f"{local:%H:%M}" in body_of(message)
+    assert "(America/New_York)" in body_of(message)
+    refused = world.client.post("/patients/", json=world.person(timezone="Mars/Olympus"))
+    assert refused.status_code == 422

@@ -1,7 +1,7 @@
 // Sign in (patients, doctors, admins) and registration (patients, doctors).
 
 import { get, post, signIn } from '../api.js';
-import { clearFieldErrors, field, h, messageBox, plain, showFieldErrors, present } from '../ui.js';
+import { clearFieldErrors, field, h, messageBox, plain, showFieldErrors, present, zone } from '../ui.js';
 import { defineView, flashNote } from '../view.js';
 
 const HOME = { patient: 'book', doctor: 'dashboard', admin: 'admin', staff: 'desk' };
@@ -181,6 +181,7 @@ export const register = defineView((view, ctx, life) => {
       email: email.value.trim(),
       phone: phone.value.trim(),
       address: address.value.trim() || null,
+      timezone: zone, // this browser's: the zone the hub's messages are written in
       password: password.value,
     };
     const missing = [];

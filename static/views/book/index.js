@@ -61,7 +61,6 @@ export const mount = defineView((view, ctx, life) => {
     page.title,
     h('p', { class: 'zone-note', id: 'zone-note' }, 'Times are shown in your time zone: ', h('strong', {}, zoneLabel()), '.'),
     flashNote(ctx),
-    verifyNote(ctx, life),
     page.reschedule.banner,
     page.message.element,
     h(
@@ -83,6 +82,7 @@ export const mount = defineView((view, ctx, life) => {
       page.panel.element,
       page.waitlist.element,
     ),
+    verifyNote(ctx, life), // below: on a phone the calendar comes up first
   ));
 
   function remember() {
