@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import __version__, accounts, db
+from hub import __version__, accounts, db, logformat
 from hub.app import create_app, prepare_schema
 from hub.auth import Passwords
 from hub.config import Settings, load_settings
@@ -87,6 +88,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         "host": args.host or settings.host,
         "port": args.port or settings.port,
         "log_level": settings.log_level,
+        "log_config": logformat.log_config(settings),  # text or JSON lines, access log too
         "proxy_headers": True,
         "lifespan": "on",
         "http": listener(settings),
@@ -182,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in {*commands.choices, "-h", "--help", "--version"}:
         argv = ["serve", *argv]
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=logformat.TEXT)
     try:
-        args.run(load_settings(), args)
+        settings = load_settings()
+        logging.config.dictConfig(logformat.log_config(settings))  # migrate's lines too
+        args.run(settings, args)
     except (ConfigError, EmailTaken) as exc:
         print(f"hub: {exc.detail}", file=sys.stderr)
         return 2

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -27,6 +31,7 @@ from hub.api import (
     clinic,
     docs,
     feeds,
+    health,
     manage,
     preferences,
     schedules,
@@ -35,11 +40,12 @@ from hub.api import (
     visits,
     waitlist,
 )
+from hub.api.context import RequestContext
 from hub.api.endpoint import Endpoint, http_error, routes, server_error
 from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.errors import ConfigError
-from hub.runtime import open_hub
+from hub.runtime import Hub, open_hub
 from hub.state import Registry, State
 
 log = logging.getLogger("hub")
@@ -86,16 +92,63 @@ async def prepare_schema(settings: Settings) -> None:
                 "%s the embedded schema (revision %s) at %s", verb, head, settings.database_url
             )
         return
-    if current != head:
+    if current is None or current in db.older_revisions(settings.database_url):
         raise ConfigError(
             f"database schema is at {current}, the hub needs {head}: run `python -m hub migrate`"
         )
+    if current != head:  # ahead: a newer version migrated it (a rolling upgrade)
+        log.warning("database schema is at %s, newer than this hub's %s", current, head)
 
 
 async def metrics(request: Request[State]) -> Response:
     """Prometheus metrics of this process (scrape every process; keep it off the public side
     of the load balancer)."""
     return Response(request.state["hub"].metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def _draining_on_sigterm(hub: Hub, registry: Registry) -> AsyncIterator[None]:
+    """On SIGTERM: report not ready at once (`/ready` answers 503, new WebSockets are sent
+    away 1012), close the open WebSockets 1012 spread over HUB_DRAIN_SECONDS, each after its
+    command in flight; then hand over to uvicorn's own shutdown, which stops accepting and
+    finishes the requests in flight. A second SIGTERM skips the wait. (Signals are the main
+    thread's: a hub served in another thread, as in tests, has no handler.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    leaving: list[asyncio.Task[None]] = []
+
+    def hand_over(frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, previous)
+        if callable(previous):
+            previous(signal.SIGTERM, frame)  # uvicorn's: stop accepting, finish, shut down
+        else:
+            signal.raise_signal(signal.SIGTERM)
+
+    async def drain(frame: FrameType | None) -> None:
+        await ws.drain(registry, hub.settings.drain_seconds)
+        hand_over(frame)
+
+    def on_term(sig: int, frame: FrameType | None) -> None:
+        if hub.draining.is_set():
+            hand_over(frame)
+            return
+        hub.draining.set()
+        log.info("SIGTERM: not ready; closing WebSockets over %g s", hub.settings.drain_seconds)
+        leaving.append(loop.create_task(drain(frame), name="hub-drain"))
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is on_term:
+            signal.signal(signal.SIGTERM, previous)
+        for task in leaving:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
@@ -107,14 +160,17 @@ def create_app(settings: Settings, *, clock: Clock = utcnow) -> Starlette:
         logs.keep_secrets_out()
         await prepare_schema(settings)
         async with open_hub(settings, clock=clock) as hub:
-            yield {"hub": hub, "connections": Registry()}
+            registry = Registry()
+            async with _draining_on_sigterm(hub, registry):
+                yield {"hub": hub, "connections": registry}
 
     table: list[BaseRoute] = [*routes(ENDPOINTS), *docs.routes(ENDPOINTS)]
     table.append(Route("/metrics", metrics, include_in_schema=False))
+    table.extend(health.ROUTES)
     table.append(WebSocketRoute("/ws", ws.endpoint))
     if STATIC.is_dir():
         table.append(Mount("/", StaticFiles(directory=STATIC, html=True), name="static"))
-    middleware = []
+    middleware = [Middleware(RequestContext)]  # outermost: ids for every line and answer
     if settings.allowed_origins:
         middleware.append(
             Middleware(

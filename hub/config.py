@@ -45,6 +45,7 @@ class Settings:
     registrations: int = 10  # per client address in registration_window (0: unthrottled)
     registration_window: int = 3600  # seconds
     log_level: str = "info"
+    log_format: str = "text"  # "json": one object per line (the default on MySQL)
     approve_doctors: bool = True  # a self-registered doctor waits for an admin's approval
     max_sockets_per_address: int = 64  # sockets before their request, per peer address
     header_timeout: float = 10.0  # seconds a socket has to send a request's headers
@@ -62,6 +63,7 @@ class Settings:
     quiet_hours: tuple[int, int] = (21, 8)  # no reminder from 21:00 to 08:00, patient's zone
     sms_dir: Path | None = None  # reminders also as SMS, written here (a provider plugs in)
     require_verified_email: bool = False  # a patient books only once their email is verified
+    drain_seconds: float = 10.0  # on SIGTERM: WebSockets closed 1012 spread over this long
 
     @property
     def embedded(self) -> bool:
@@ -124,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             workers=config("WORKERS", cast=int, default=1),
             metrics_dir=_metrics_dir(os.environ if environ is None else environ),
             log_level=config("LOG_LEVEL", default="info"),
+            log_format=_log_format(config("LOG_FORMAT", default="text" if embedded else "json")),
             smtp_url=config("SMTP_URL", default=None) or None,
             mail_from=config("MAIL_FROM", default="Clinic hub <hub@localhost>"),
             clinic_name=config("CLINIC_NAME", default="Clinic hub"),
@@ -131,9 +134,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             reminders=_minutes(config("REMINDERS", default="24h,2h")),
             sms_dir=Path(sms) if (sms := config("SMS_DIR", default="")) else None,
             require_verified_email=config("REQUIRE_VERIFIED_EMAIL", cast=bool, default=False),
+            drain_seconds=config("DRAIN_SECONDS", cast=float, default=10.0),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _log_format(text: str) -> str:
+    if text not in ("json", "text"):
+        raise ValueError(f"HUB_LOG_FORMAT: {text!r} is neither json nor text")
+    return text
 
 
 def _minutes(text: str) -> tuple[int, ...]:

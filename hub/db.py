@@ -91,6 +91,15 @@ def head_revision(database_url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
 
 
+def older_revisions(database_url: str) -> frozenset[str]:
+    """Every revision before the head: a database at one of these is behind this code. One
+    at a revision this code does not know is ahead of it (a newer version migrated it), and
+    works, as the migrations only add (a rolling upgrade runs old replicas on it)."""
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
+    head = scripts.get_current_head()
+    return frozenset(s.revision for s in scripts.walk_revisions() if s.revision != head)
+
+
 async def schema_revision(engine: AsyncEngine) -> str | None:
     """The Alembic revision the database is at (None for an empty database)."""
     async with engine.connect() as connection:

@@ -7,7 +7,9 @@ through `BURST` times per `WINDOW` seconds; the rest are counted, and the next l
 kind to pass says how many were held back.
 
 And what it never writes: the token of a link that manages an appointment, which is a path
-segment of its REST calls (`/manage/<token>`); `Redact` writes `/manage/…` in its place.
+segment of its REST calls (`/manage/<token>`); `Redact` writes `/manage/…` in its place. Nor
+the values of a query string (the front desk searches patients by name, email, phone or date
+of birth: `/patients/?q=…`).
 """
 
 from __future__ import annotations
@@ -46,8 +48,11 @@ class Flood(logging.Filter):
 
 
 def hold_back_floods() -> None:
-    """Put one `Flood` on every handler of the loggers the hub and uvicorn write to (once)."""
-    handlers = [h for name in WATCHED for h in logging.getLogger(name).handlers]
+    """Put one `Flood` on every handler of the loggers the hub and uvicorn write to (once),
+    but the access log's: its lines are one template, a line per request, and all of them
+    count (the flood would let 10 requests a minute through)."""
+    access = logging.getLogger("uvicorn.access").handlers
+    handlers = [h for name in WATCHED for h in logging.getLogger(name).handlers if h not in access]
     if any(isinstance(f, Flood) for h in handlers for f in h.filters):
         return
     flood = Flood()
@@ -56,11 +61,17 @@ def hold_back_floods() -> None:
 
 
 SECRET_PATH = re.compile(r"(/manage/|/feeds/)[^/\s?#\"']+")  # a calendar feed's too
+QUERY_VALUE = re.compile(r"([?&][^=&\s?#\"']+=)[^&\s#\"']+")
+# A token or password in a JSON text (uvicorn's WebSocket frames at debug level: an `auth`
+# command), and a whole JWT anywhere.
+SECRET_FIELD = re.compile(r"(\"[a-z_]*(?:token|password)\"\s*:\s*\")[^\"']*")
+JWT = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
 
 
 def redact(text: str) -> str:
-    """`text` without a manage link's token."""
-    return SECRET_PATH.sub(r"\1…", text)
+    """`text` without a manage link's token or a query string's values."""
+    text = QUERY_VALUE.sub(r"\1…", SECRET_PATH.sub(r"\1…", text))
+    return JWT.sub("…", SECRET_FIELD.sub(r"\1…", text))
 
 
 class Redact(logging.Filter):
@@ -68,8 +79,15 @@ class Redact(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):  # uvicorn's access line: the path is an argument
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redacted(a) for a in record.args)
         return True
+
+
+def _redacted(arg: object) -> object:
+    if arg is None or isinstance(arg, int | float):
+        return arg  # for %d and %f
+    # Anything else as its text: a WebSocket frame (websockets at debug) holds its payload.
+    return redact(arg if isinstance(arg, str) else str(arg))
 
 
 def keep_secrets_out() -> None:

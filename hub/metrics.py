@@ -98,6 +98,29 @@ class Metrics:
             "Lapsed holds this process announced free again",
             registry=self.registry,
         )
+        # The relay sets these on each look for leftovers (every 2 s); every process sees the
+        # same outbox, so a scrape of several workers reports the largest.
+        self.outbox_lag = Gauge(
+            "hub_outbox_lag_seconds",
+            "Age of the oldest outbox event not yet marked published (0: none)",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.outbox_unpublished = Gauge(
+            "hub_outbox_unpublished",
+            "Outbox events not yet marked published",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        # Set by the readiness check (/ready), per part: database, redis, schema; 1 fine, 0 not.
+        # Draining is not a part: a process leaving on purpose pages nobody.
+        self.ready = Gauge(
+            "hub_ready",
+            "1 when this process's last readiness check found the part fine, 0 when not",
+            ["part"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
 
     def exposition(self) -> bytes:
         if self._directory is None:

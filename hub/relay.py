@@ -3,10 +3,10 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import events, protocol
@@ -93,6 +93,7 @@ class Relay:
         if not leftovers:
             return 0
         now = self._clock()
+        await self._measure(now)
         pending = OutboxEvent.published_at.is_(None) & (
             OutboxEvent.claimed_at.is_(None) | (OutboxEvent.claimed_at < now - STALE)
         )
@@ -121,6 +122,22 @@ class Relay:
         await self._publish(list(claimed))
         await self._acknowledge()
         return len(claimed)
+
+    async def _measure(self, now: datetime) -> None:
+        """How far the outbox is behind, for the metrics (the alert on outbox lag): events
+        other processes published are marked on their next tick, so a healthy outbox reads
+        under a second or two; one that grows means nobody is publishing."""
+        async with self._sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxEvent.created_at)).where(
+                        OutboxEvent.published_at.is_(None)
+                    )
+                )
+            ).one()
+        lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        self._metrics.outbox_lag.set(lag)
+        self._metrics.outbox_unpublished.set(count)
 
     async def flush_quietly(self, leftovers: bool = True) -> None:
         """Flush, logging instead of raising: the timer tries again."""

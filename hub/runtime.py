@@ -6,7 +6,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from hub.calendar import Calendar
 from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.db import SessionFactory, create_engine, session_factory
+from hub.health import Readiness
 from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
 from hub.metrics import Metrics
@@ -63,6 +64,10 @@ class Hub:
     throttle: Throttle
     waitlist: Waitlist
     sender: Sender
+    readiness: Readiness
+    # Set by the SIGTERM handler (graceful drain) as the process starts to leave: from then
+    # on `/ready` answers 503 `{"status": "draining"}`, so the balancer sends no new work.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # MySQL/MariaDB: too many connections, shutting down, lock wait timeout, deadlock, connection
@@ -197,6 +202,7 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
             throttle=throttle,
             waitlist=waitlist,
             sender=sender,
+            readiness=Readiness(engine, redis, settings.database_url),
         )
     finally:
         await _stop(mailer, stop)

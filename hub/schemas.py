@@ -519,7 +519,6 @@ def _hhmm(value: object) -> object:
     return "00:00" if value == "24:00" else value
 
 
-
 def _write_hhmm(value: time) -> str:
     return value.strftime("%H:%M")
 

@@ -80,6 +80,7 @@ def hub_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "HUB_REGISTRATIONS": str(settings.registrations),
         "HUB_MAX_ADDRESS_HOLDS": str(settings.max_address_holds),
         "HUB_OFFER_TTL": str(settings.offer_ttl),
+        "HUB_DRAIN_SECONDS": str(settings.drain_seconds),
         **({"HUB_SMTP_URL": settings.smtp_url} if settings.smtp_url else {}),
     }
 

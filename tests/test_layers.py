@@ -45,9 +45,20 @@ LAYERS = {
         "invites",
         "links",
         "addresses",
+        "health",
     },
     "store": {"bus", "db", "holds", "models", "constraints", "migrations", "mail"},
-    "support": {"__init__", "clock", "config", "errors", "logs", "metrics", "runtime", "state"},
+    "support": {
+        "__init__",
+        "clock",
+        "config",
+        "errors",
+        "logs",
+        "logformat",
+        "metrics",
+        "runtime",
+        "state",
+    },
 }
 LAYER = {name: layer for layer, names in LAYERS.items() for name in names}
 

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from hub import db
+from hub.bus import Bus
+from hub.config import Settings
+from hub.metrics import Metrics
+from hub.models import OutboxEvent
+from hub.relay import Relay
 from tests.conftest import World, iso, slot
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -75,3 +83,37 @@ def test_websocket_sessions_commands_and_closes_are_counted(world: World) -> Non
     assert value(samples, count, command="unparsed", outcome="invalid") == 1
     assert value(samples, "hub_errors_total", edge="ws", code="invalid") == 1
     assert value(samples, "hub_ws_closes_total", code="4401") == 1
+
+
+class _Bus:
+    """A bus that takes every message and keeps none."""
+
+    async def publish_many(self, messages: list[tuple[str, Any]]) -> None:
+        return None
+
+
+async def test_the_relay_reports_how_far_the_outbox_is_behind(settings: Settings) -> None:
+    # hub_outbox_lag_seconds is what the outbox-lag alert reads (hub/deploy/alerts.yml).
+    engine = db.create_engine(settings.database_url)
+    try:
+        sessions = db.session_factory(engine)
+        metrics = Metrics()
+        relay = Relay(sessions, cast(Bus, _Bus()), metrics)
+        async with sessions.begin() as session:
+            session.add(
+                OutboxEvent(
+                    channel="doctor:1",
+                    payload={"type": "slot"},
+                    created_at=datetime.now(UTC) - timedelta(minutes=2),
+                    claimed_at=datetime.now(UTC) - timedelta(seconds=5),  # a dead claim
+                )
+            )
+        assert await relay.flush() == 1  # measured, then published
+        sample = metrics.registry.get_sample_value
+        assert (sample("hub_outbox_lag_seconds") or 0) >= 110
+        assert sample("hub_outbox_unpublished") == 1
+        assert await relay.flush() == 0
+        assert sample("hub_outbox_lag_seconds") == 0
+        assert sample("hub_outbox_unpublished") == 0
+    finally:
+        await engine.dispose()

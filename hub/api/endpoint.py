@@ -314,4 +314,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
     hub = request.scope.get("state", {}).get("hub")
     if isinstance(hub, Hub):
         hub.metrics.errors.labels("rest", "internal").inc()
-    return JSONResponse({"error": "internal", "detail": "internal server error"}, status_code=500)
+    return JSONResponse(
+        {"error": "internal", "detail": "internal server error"},
+        status_code=500,
+        headers={"X-Request-ID": str(request.scope.get("request_id", ""))},  # past its echo
+    )

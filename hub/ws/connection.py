@@ -89,14 +89,26 @@ class Connection:
         self.feed = events.feed_channel(principal.role.value, principal.id)
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leaving = False  # the process is draining: closed 1012 once no command is in flight
+        self._serving = False  # a command is being answered
+        self._reader: asyncio.Task[None] | None = None
+
+    def leave(self) -> None:
+        """End the session for a restart: at once when no command is in flight, else right
+        after its answer. A frame that arrives meanwhile is not served (the 1012 close tells
+        the client to send it again elsewhere)."""
+        self.leaving = True
+        if not self._serving and self._reader is not None:
+            self._reader.cancel()
 
     async def serve(self) -> None:
         """Until the peer leaves, the token expires, the client falls too far behind (1013)
         or a task fails (that error propagates, after every other task has ended)."""
         async with asyncio.TaskGroup() as group:
             self._group = group
+            self._reader = self._start(self._read())
             main = [
-                self._start(self._read()),
+                self._reader,
                 self._start(self.outgoing.drain(self.websocket.send_text)),
                 self._start(self._guard()),
             ]
@@ -115,8 +127,10 @@ class Connection:
 
     async def _read(self) -> None:
         allowance, refusals = Allowance(), 0
-        while True:
+        while not self.leaving:
             text = await receive_text(self.websocket)
+            if self.leaving:
+                return
             if not allowance.take():
                 refusals += 1
                 self.hub.metrics.errors.labels("ws", "rate_limited").inc()
@@ -125,7 +139,11 @@ class Connection:
                 self.outgoing.put({"type": "error", "code": "rate_limited", "message": "slow down"})
                 continue
             refusals = 0
-            reply = await commands.answer(self, text)
+            self._serving = True
+            try:
+                reply = await commands.answer(self, text)
+            finally:
+                self._serving = False
             if reply is not None:
                 self.outgoing.put(reply)
 

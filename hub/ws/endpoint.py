@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -10,7 +11,7 @@ from hub import protocol
 from hub.errors import HubError, Unauthenticated
 from hub.protocol import Close
 from hub.runtime import Hub
-from hub.state import State
+from hub.state import Registry, State
 from hub.ws.commands import ready
 from hub.ws.connection import (
     Connection,
@@ -37,9 +38,15 @@ async def endpoint(websocket: WebSocket[State]) -> None:
         await close(hub, websocket, Close.POLICY)  # before accept: the handshake is refused (403)
         return
     await websocket.accept()
+    if hub.draining.is_set():  # leaving: go to another process
+        await close(hub, websocket, Close.RESTART, "server restart: reconnect")
+        return
     try:
         connection = await _authenticate(hub, websocket)
         if connection is None:
+            return
+        if hub.draining.is_set():
+            await close(hub, websocket, Close.RESTART, "server restart: reconnect")
             return
         if not registry.add(connection.principal, connection, MAX_CONNECTIONS):
             await close(hub, websocket, Close.RATE_LIMITED, "too many connections for this user")
@@ -89,6 +96,8 @@ async def _authenticate(hub: Hub, websocket: WebSocket[State]) -> Connection | N
 async def _serve(connection: Connection) -> None:
     try:
         await connection.serve()
+        if connection.leaving:  # the process is draining: reconnect (to another one)
+            await _close_after_queued(connection, Close.RESTART, "server restart: reconnect")
     except* WebSocketDisconnect:
         pass
     except* TooSlow:
@@ -108,6 +117,21 @@ async def _close_after_queued(connection: Connection, code: Close, reason: str) 
         async with asyncio.timeout(10):
             await connection.outgoing.flush(connection.websocket.send_text)
             await close(connection.hub, connection.websocket, code, reason)
+
+
+async def drain(registry: Registry, seconds: float) -> None:
+    """Close every open connection 1012 for a restart, spread evenly over `seconds` so that
+    their clients do not all reconnect in the same instant, each once its command in flight
+    is answered; return when all have ended (or `seconds` and a grace have passed)."""
+    connections = [c for c in registry.all() if isinstance(c, Connection)]
+    random.shuffle(connections)
+    spread = seconds * 0.8 / max(len(connections), 1)
+    for connection in connections:
+        connection.leave()
+        await asyncio.sleep(spread)
+    with contextlib.suppress(TimeoutError):  # a client that never reads: the exit goes on
+        async with asyncio.timeout(seconds * 0.2 + 5):
+            await registry.emptied()
 
 
 def _origin_allowed(websocket: WebSocket[State], allowed: tuple[str, ...]) -> bool:
