@@ -154,7 +154,10 @@ def _zone(value: str) -> str:
     return value
 
 
-Zone = Annotated[str, Field(max_length=64), AfterValidator(_zone)]
+# The schema lists the names, so a client (or a fuzzer) knows exactly which are taken.
+Zone = Annotated[
+    str, Field(max_length=64, json_schema_extra={"enum": sorted(ZONES)}), AfterValidator(_zone)
+]
 
 
 class DeskRegistration(Input):
@@ -216,7 +219,19 @@ class DoctorCreate(PersonCreate):
 Unset = SkipJsonSchema[None]
 
 
+def _proves_the_password(schema: dict[str, Any]) -> None:
+    # The owner changing their email or password gives the current one (admins need not:
+    # the schema says what an owner sends).
+    _omittable(schema)
+    schema["dependentRequired"] = {
+        "password": ["current_password"],
+        "email": ["current_password"],
+    }
+
+
 class PersonUpdate(Input):
+    model_config = ConfigDict(extra="forbid", strict=False, json_schema_extra=_proves_the_password)
+
     first_name: Name | Unset = None
     last_name: Name | Unset = None
     date_of_birth: BirthDate | Unset = None
@@ -584,9 +599,7 @@ class OverrideIn(Input):
 
 
 class AvailabilityIn(Input):
-    timezone: Annotated[str, Field(max_length=64), AfterValidator(_zone)] = Field(
-        default="UTC", description="IANA time zone the hours are in"
-    )
+    timezone: Zone = Field(default="UTC", description="IANA time zone the hours are in")
     weekly: Week
     # Multiples of 5: the unit of the occupancy that refuses overlaps (hub.visits).
     slot_minutes: Int = Field(default=60, ge=5, le=240, multiple_of=5)
