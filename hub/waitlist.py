@@ -361,7 +361,7 @@ class Waitlist:
         ):
             raise NotFound(f"offer {offer_id} not found")
         if offer.state is not OfferState.open or offer.expires_at <= self._clock():
-            raise OfferGone(f"this offer is {_ended(offer, self._clock())}")
+            raise OfferGone(f"this offer is {_ended(offer)}")
         hold_id = offer.hold_id
         if entry.moving_id is not None:
             return await self._booking.reschedule(
@@ -506,7 +506,7 @@ class Waitlist:
 
         async def work(session: AsyncSession) -> int:
             await events.locked_schedule(session, doctor_id)
-            entries = [e for e in await _live_entries(session, doctor_id)]
+            entries = await _live_entries(session, doctor_id)
             open_rows = await session.scalars(
                 select(WaitlistOffer).where(
                     WaitlistOffer.doctor_id == doctor_id, WaitlistOffer.state == OfferState.open
@@ -662,15 +662,15 @@ class Waitlist:
         # An offer withdrawn because its patient booked another time with the doctor (in the
         # booking's transaction, hub.ledger) still has its hold: release it, hand the slot on.
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(WaitlistOffer.id, WaitlistOffer.hold_id).where(
+            ids = (
+                await session.scalars(
+                    select(WaitlistOffer.id).where(
                         WaitlistOffer.state == OfferState.withdrawn,
                         WaitlistOffer.hold_id.is_not(None),
                     )
                 )
             ).all()
-        for offer_id, _ in rows:
+        for offer_id in ids:
             await self._hand_on(offer_id)
 
     async def _end_past_and_list(self) -> set[int]:
@@ -690,7 +690,7 @@ class Waitlist:
             return set(doctors)
 
 
-def _ended(offer: WaitlistOffer, now: datetime) -> str:
+def _ended(offer: WaitlistOffer) -> str:
     if offer.state is OfferState.open:
         return "lapsed"
     return {"accepted": "taken", "withdrawn": "withdrawn"}.get(offer.state.value, offer.state.value)
