@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, Table, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -105,7 +104,7 @@ async def enter(
     if key is not None:
         await idempotency.record(session, key, appointment.id, now)
     await _leave_waitlist(session, patient.id, doctor_id, start, now)
-    zone = _zone(patient_row.timezone) or schedules.availability_of(row).zone
+    zone = notices.zone_of(patient_row.timezone, schedules.availability_of(row).zone)
     await notices.write(
         session,
         notices.booked_rows(
@@ -256,13 +255,6 @@ async def _locked_bookable(session: AsyncSession, doctor_id: int) -> tuple[Sched
     schedule, first_name, last_name = found
     session.info.setdefault(events.LOCKED, {})[doctor_id] = schedule
     return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name)
-
-
-def _zone(name: str | None) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name) if name else None
-    except (ValueError, KeyError):  # a zone the database has and this host does not
-        return None
 
 
 def _name(person: Patient | Doctor) -> str:

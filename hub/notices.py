@@ -85,6 +85,15 @@ async def write(session: AsyncSession, values: Sequence[dict[str, object]]) -> N
         await session.execute(_INSERT, list(values))
 
 
+def zone_of(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
+    """A person's own zone, or `fallback` (the doctor's) when they have none or this host
+    does not know the one the database holds."""
+    try:
+        return ZoneInfo(name) if name else fallback
+    except (ValueError, KeyError):
+        return fallback
+
+
 def reminder_times(
     policy: Policy, start: datetime, now: datetime, zone: ZoneInfo
 ) -> list[datetime]:

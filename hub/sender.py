@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import appointments, feeds, letters, links, schedules
+from hub import appointments, feeds, letters, links, notices, schedules
 from hub.clock import Clock, utcnow
 from hub.config import Settings
 from hub.db import SessionFactory
@@ -51,13 +51,6 @@ def transports(settings: Settings) -> tuple[Transport, Transport | None]:
         SmtpMail(settings.smtp_url) if settings.smtp_url else Files(settings.data_dir / "mail")
     )
     return mail, Files(settings.sms_dir) if settings.sms_dir else None
-
-
-def _zone(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
-    try:
-        return ZoneInfo(name) if name else fallback
-    except (ValueError, KeyError):
-        return fallback
 
 
 class Sender:
@@ -168,7 +161,7 @@ class Sender:
             length = hours.slot if visit is None else timedelta(minutes=visit.minutes)
             return replace(
                 base,
-                zone=_zone(getattr(account, "timezone", None), hours.zone),
+                zone=notices.zone_of(getattr(account, "timezone", None), hours.zone),
                 doctor=_doctor(doctor),
                 start=offer.start_at,
                 end=offer.start_at + length,
@@ -209,7 +202,7 @@ class Sender:
             manage = self._links.url("manage", token)
         return replace(
             base,
-            zone=_zone(getattr(account, "timezone", None), hours.zone),
+            zone=notices.zone_of(getattr(account, "timezone", None), hours.zone),
             doctor=_doctor(doctor),
             address=doctor.address,
             start=appointment.start_at,
