@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -87,15 +87,34 @@ class Layout:
     slots: list[Slot]
     active: dict[datetime, Appointment]
     policy: Policy
+    # The view of a window for callers party to none of its appointments, built once.
+    public: dict[Window, CalendarView] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Batch:
     done: asyncio.Future[tuple[int, Layout]]
-    started: bool = False
 
 
 def _seen_by(
+    principal: Principal | None, doctor_id: int, window: Window, layout: Layout
+) -> CalendarView:
+    """The layout as `principal` sees it. Who sees no one's appointment sees the public view,
+    one object for all of them (each viewer of a storm gets the same snapshot)."""
+    party = any(
+        access.party_to(principal, doctor_id=row.doctor_id, patient_id=row.patient_id)
+        and window.holds(start)
+        for start, row in layout.active.items()
+    )
+    if not party:
+        view = layout.public.get(window)
+        if view is None:
+            view = layout.public[window] = _view(None, doctor_id, window, layout)
+        return view
+    return _view(principal, doctor_id, window, layout)
+
+
+def _view(
     principal: Principal | None, doctor_id: int, window: Window, layout: Layout
 ) -> CalendarView:
     out = []
@@ -120,7 +139,8 @@ class Calendar:
         self._sessions = sessions
         self._holds = holds
         self._clock = clock
-        self._batches: dict[tuple[int, date, date], _Batch] = {}
+        self._waiting: dict[tuple[int, date, date], _Batch] = {}  # the next shared read
+        self._reading: dict[tuple[int, date, date], asyncio.Future[tuple[int, Layout]]] = {}
 
     async def view(
         self,
@@ -140,29 +160,48 @@ class Calendar:
     ) -> tuple[int, CalendarView]:
         """The doctor's version, then the view (read in that order: a change that lands in
         between is in the view and also follows as an event). Callers asking for the same
-        doctor and dates at the same moment (a storm of viewers) share one read."""
+        doctor and dates while a read is under way (a storm of viewers) share the next one,
+        which starts as soon as that read ends: at most one read per doctor and dates runs,
+        and each caller's read starts after it asked."""
         key = (doctor_id, *window.dates())
-        batch = self._batches.get(key)
-        if batch is not None and not batch.started:
+        batch = self._waiting.get(key)
+        if batch is not None:
             try:
                 version, layout = await asyncio.shield(batch.done)
             except Exception:  # the shared read failed: try alone
                 version, layout = await self._versioned(doctor_id, window)
         else:
-            batch = _Batch(asyncio.get_running_loop().create_future())
-            self._batches[key] = batch
-            await asyncio.sleep(0)  # whoever asks in this moment joins this read
-            batch.started = True
-            if self._batches.get(key) is batch:
-                del self._batches[key]
+            batch = self._waiting[key] = _Batch(asyncio.get_running_loop().create_future())
             try:
-                version, layout = await self._versioned(doctor_id, window)
+                version, layout = await self._lead(key, batch, doctor_id, window)
             except BaseException as exc:
-                batch.done.set_exception(RuntimeError(f"shared read failed: {exc!r}"))
-                batch.done.exception()  # retrieved: nobody may be waiting
+                if not batch.done.done():
+                    batch.done.set_exception(RuntimeError(f"shared read failed: {exc!r}"))
+                    batch.done.exception()  # retrieved: nobody may be waiting
                 raise
             batch.done.set_result((version, layout))
         return version, _seen_by(principal, doctor_id, window, layout)
+
+    async def _lead(
+        self, key: tuple[int, date, date], batch: _Batch, doctor_id: int, window: Window
+    ) -> tuple[int, Layout]:
+        # Whoever asks until the read before this one ends (or, with none, in this moment)
+        # joins this read.
+        try:
+            before = self._reading.get(key)
+            if before is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([before])
+        finally:
+            if self._waiting.get(key) is batch:
+                del self._waiting[key]
+        self._reading[key] = batch.done
+        try:
+            return await self._versioned(doctor_id, window)
+        finally:
+            if self._reading.get(key) is batch.done:
+                del self._reading[key]
 
     async def _versioned(self, doctor_id: int, window: Window) -> tuple[int, Layout]:
         async with self._sessions() as session:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message as Email
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,7 +29,7 @@ class Text:
     reference: str  # the notification's id, for the file's name
 
 
-Message = EmailMessage | Text
+Message = Email | Text
 
 
 class Transport(Protocol):
@@ -55,7 +55,7 @@ class SmtpMail:
         self._timeout = timeout
 
     async def send(self, message: Message) -> None:
-        if not isinstance(message, EmailMessage):
+        if not isinstance(message, Email):
             raise TypeError("SMTP carries email")
         await aiosmtplib.send(
             message,
@@ -81,9 +81,9 @@ class Files:
 
     def _write(self, message: Message) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
-        if isinstance(message, EmailMessage):
+        if isinstance(message, Email):
             name = f"{message['X-Hub-Notification'] or 'message'}.eml"
-            data = bytes(message)
+            data = message.as_bytes()
         else:
             name = f"{message.reference}.txt"
             data = f"To: {message.to}\n\n{message.body}\n".encode()

@@ -21,9 +21,10 @@ from icalendar import Calendar
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
-from hub import notices
+from hub import invites, letters, notices
 from hub.app import create_app
 from hub.config import Settings
+from hub.models import Notice
 from tests.conftest import World, iso, slot
 from tests.server import free_port, hub_processes
 
@@ -101,6 +102,51 @@ def body_of(message: EmailMessage) -> str:
     rich = message.get_body(preferencelist=("html",))
     assert plain is not None and rich is not None
     return f"{plain.get_content()}\n{rich.get_content()}"
+
+
+def test_a_letter_in_any_script_reads_back_as_written() -> None:
+    """Names, clinic and sender outside ASCII survive the trip through a mail client's parser:
+    headers encoded, both bodies and the invite decoded to what was composed."""
+    start = datetime(2027, 3, 28, 7, 0, tzinfo=UTC)
+    entry = invites.Entry(
+        uid="appointment-7@hub",
+        sequence=0,
+        start=start,
+        end=start + timedelta(minutes=30),
+        summary="Termin bei Dr. Jürgen Weiß",
+        location="Hauptstraße 5",
+        stamp=start,
+    )
+    facts = letters.Facts(
+        kind=Notice.booked,
+        notification_id=7,
+        clinic="Praxis Müller",
+        to="Zoë Brontë <zoe@example.org>",
+        sender="Praxis Müller <praxis@example.org>",
+        name="Zoë",
+        zone=ZoneInfo("Europe/Berlin"),
+        app_url="http://hub.example/",
+        doctor="Dr. Jürgen Weiß, Kardiologie",
+        address="Hauptstraße 5",
+        start=start,
+        end=start + timedelta(minutes=30),
+        manage_url="http://hub.example/#/manage?token=a=b",
+        entry=entry,
+    )
+    raw = letters.compose(facts).as_bytes()
+    assert raw.isascii()  # 7-bit clean on the wire
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert str(parsed["Subject"]).endswith(" · Praxis Müller")
+    assert parsed["From"].addresses[0].display_name == "Praxis Müller"
+    assert parsed["To"].addresses[0].display_name == "Zoë Brontë"
+    assert parsed["X-Hub-Notification"] == "7-booked"
+    body = body_of(parsed)
+    assert "Hello Zoë," in body and "Dr. Jürgen Weiß" in body and "Hauptstraße 5" in body
+    assert "http://hub.example/#/manage?token=a=b" in body
+    event = event_of(invite_of(parsed))
+    assert str(event["summary"]) == "Termin bei Dr. Jürgen Weiß"
+    assert event.decoded("dtstart") == start
 
 
 def test_book_reschedule_cancel_mail_one_event_that_moves_then_is_cancelled(

@@ -10,12 +10,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub import access, events
 from hub.auth import Principal
 from hub.bus import slot_channel
-from hub.calendar import CalendarView, Window
+from hub.calendar import Window
 from hub.errors import Unauthenticated
 from hub.protocol import Close, Event, Resynced, Snapshot
 from hub.runtime import Hub
 from hub.state import State
 from hub.ws import commands
+from hub.ws.frames import FRAMES, SNAPSHOTS, snapshot
 from hub.ws.queue import Outgoing, TooSlow
 from hub.ws.watches import Watches
 
@@ -190,11 +191,8 @@ class Connection:
                 None if since is None else await events.replay(self.hub.sessions, doctor_id, since)
             )
             if missed is None:
-                snapshot = await self._snapshot(doctor_id)
-                if ref is not None:
-                    snapshot["ref"] = ref
-                self.outgoing.put(snapshot)  # first, then what arrived while it was built
-                version = snapshot["version"]
+                version, frame = await self._snapshot_frame(doctor_id, ref)
+                self.outgoing.put_text(frame)  # first, then what arrived while it was built
             else:
                 version = self._send_missed(missed, since or 0)
                 resynced: Resynced = {
@@ -223,7 +221,7 @@ class Connection:
             return
         verdict = self.watches.arrive(message)
         if verdict == "send":
-            self.outgoing.put(message)
+            self.outgoing.put(message, FRAMES.of(message))
         elif verdict == "repair" and self._group is not None:
             since = self.watches.repairing(message["doctor_id"])
             self._start(self._repair(message["doctor_id"], since))
@@ -285,27 +283,13 @@ class Connection:
         version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
         return snapshot(version, view)
 
+    async def _snapshot_frame(self, doctor_id: int, ref: str | None) -> tuple[int, str]:
+        watch = self.watches.get(doctor_id)
+        assert watch is not None
+        version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
+        return version, SNAPSHOTS.of(version, view, ref)
+
     async def close_subscriptions(self) -> None:
         for doctor_id in self.watches.doctors():
             await self.hub.bus.unsubscribe(slot_channel(doctor_id), self.on_slot)
         await self.hub.bus.unsubscribe(self.feed, self.on_feed)
-
-
-def snapshot(version: int, view: CalendarView) -> Snapshot:
-    """A calendar view as the `snapshot` message, at `version`."""
-    return {
-        "type": "snapshot",
-        "doctor_id": view.doctor_id,
-        "version": version,
-        "timezone": view.timezone,
-        "slots": [
-            {
-                "start": events.utc_text(slot.start),
-                "end": events.utc_text(slot.end),
-                "state": slot.state,
-                "appointment_id": slot.appointment_id,
-                "patient_id": slot.patient_id,
-            }
-            for slot in view.slots
-        ],
-    }

@@ -34,7 +34,8 @@ class Outgoing:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, message: ServerMessage) -> None:
+    def put(self, message: ServerMessage, frame: str | None = None) -> None:
+        """Queue a message; `frame` is its text where the caller has it already."""
         if self._overflow.is_set():
             return  # the connection is ending with 1013; the client resyncs when it returns
         key: object = next(self._serial)
@@ -43,7 +44,17 @@ class Outgoing:
             if key in self._pending:
                 # The client applies it and takes its version as the newest seen.
                 message = {**message, "collapsed": True}
-        frame = protocol.dump(message)
+                frame = None
+        if frame is None:
+            frame = protocol.dump(message)
+        self._add(key, frame)
+
+    def put_text(self, frame: str) -> None:
+        """Queue a message already serialised (never a slot event: it is not collapsed)."""
+        if not self._overflow.is_set():
+            self._add(next(self._serial), frame)
+
+    def _add(self, key: object, frame: str) -> None:
         self._bytes += len(frame) - len(self._pending.get(key, ""))
         self._pending[key] = frame
         if len(self._pending) > self._limit or self._bytes > self._limit_bytes:

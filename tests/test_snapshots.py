@@ -1,0 +1,111 @@
+"""Snapshots for a storm of viewers: one read per doctor and dates at a time, shared by whoever
+asked while the one before it ran, never older than the moment a caller asked; one view object
+(and one serialised frame) for every viewer who sees no one's appointment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from hub import runtime
+from hub.auth import Principal, Role
+from hub.calendar import Layout, Window
+from hub.config import Settings
+from hub.ws.frames import Snapshots
+from tests.conftest import World, slot
+
+
+def window() -> Window:
+    day = slot(10).date().isoformat()
+    return Window.parse(day, day)
+
+
+async def test_a_storm_of_snapshot_asks_runs_one_read_at_a_time_each_fresh_from_its_ask(
+    world: World, settings: Settings
+) -> None:
+    doctor, booker = world.doctor(), world.patient()
+    async with runtime.open_hub(settings) as hub:
+        calendar = hub.calendar
+        real = calendar._versioned
+        running, most, reads = 0, 0, 0
+        first_read_done = asyncio.Event()
+        release_first = asyncio.Event()
+
+        async def versioned(doctor_id: int, shown: Window) -> tuple[int, Layout]:
+            nonlocal running, most, reads
+            running += 1
+            most, reads = max(most, running), reads + 1
+            try:
+                result = await real(doctor_id, shown)
+                if reads == 1:  # the first read is slow: asks pile up behind it
+                    first_read_done.set()
+                    await release_first.wait()
+                return result
+            finally:
+                running -= 1
+
+        calendar._versioned = versioned  # type: ignore[method-assign]
+        viewers = [Principal(Role.patient, 10_000 + n) for n in range(200)]
+        first = asyncio.create_task(calendar.snapshot(viewers[0], doctor.id, window()))
+        await first_read_done.wait()
+        # A change lands after the first read took its version; whoever asks from now on
+        # must see it.
+        await asyncio.to_thread(world.book, booker, doctor, slot(10))
+        later = [
+            asyncio.create_task(calendar.snapshot(viewer, doctor.id, window()))
+            for viewer in viewers[1:]
+        ]
+        await asyncio.sleep(0.05)
+        release_first.set()
+        (old_version, _), *answers = await asyncio.gather(first, *later)
+
+    assert most == 1, f"{most} reads of one doctor ran at once"
+    assert reads == 2, f"{reads} reads for 200 asks"
+    assert {version for version, _ in answers} == {old_version + 1}
+    booked = [s for s in answers[0][1].slots if s.start == slot(10)]
+    assert [s.state for s in booked] == ["booked"]
+    # None of the 199 is party to the appointment: they share one view, which names no one.
+    assert len({id(view) for _, view in answers}) == 1
+    assert all(s.patient_id is None and s.appointment_id is None for s in answers[0][1].slots)
+
+
+async def test_whoever_is_party_to_an_appointment_gets_their_own_view(
+    world: World, settings: Settings
+) -> None:
+    doctor, booker = world.doctor(), world.patient()
+    booked = world.book(booker, doctor, slot(11))
+    async with runtime.open_hub(settings) as hub:
+        shown = window()
+        asks = {
+            "stranger": Principal(Role.patient, 999_999),
+            "other": Principal(Role.patient, 999_998),
+            "booker": Principal(Role.patient, booker.id),
+            "doctor": Principal(Role.doctor, doctor.id),
+            "anonymous": None,
+        }
+        views = {
+            name: (await hub.calendar.snapshot(who, doctor.id, shown))[1]
+            for name, who in asks.items()
+        }
+
+    def named(name: str) -> list[tuple[Any, Any]]:
+        return [(s.appointment_id, s.patient_id) for s in views[name].slots if s.start == slot(11)]
+
+    assert named("booker") == named("doctor") == [(booked["id"], booker.id)]
+    assert named("stranger") == named("other") == named("anonymous") == [(None, None)]
+    assert views["booker"] is not views["stranger"]
+
+
+def test_a_shared_snapshot_frame_carries_each_clients_ref() -> None:
+    from hub.calendar import CalendarView, SlotView
+    from hub.schedules import Policy
+
+    start = slot(9)
+    view = CalendarView(7, "UTC", (SlotView(start, start, "free"),), Policy())
+    frames = Snapshots(keep=2)
+    plain, mine = frames.of(3, view, None), frames.of(3, view, 'a "quoted" ref')
+    assert json.loads(mine) == {**json.loads(plain), "ref": 'a "quoted" ref'}
+    assert json.loads(plain)["version"] == 3 and "ref" not in json.loads(plain)
+    assert frames.of(3, view, None) is plain  # built once
+    assert frames.of(4, view, None) != plain  # a new version is a new frame
