@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 
 from hub import access, availability, events, schedules, visits
-from hub.auth import Principal
+from hub.auth import Principal, Role
 from hub.availability import Availability, Slot, SlotState
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
@@ -87,6 +87,7 @@ class Layout:
     slots: list[Slot]
     active: dict[datetime, Appointment]
     policy: Policy
+    patients: frozenset[int] = frozenset()  # who has one of the active appointments
     # The view of a window for callers party to none of its appointments, built once.
     public: dict[Window, CalendarView] = field(default_factory=dict)
 
@@ -101,11 +102,13 @@ def _seen_by(
 ) -> CalendarView:
     """The layout as `principal` sees it. Who sees no one's appointment sees the public view,
     one object for all of them (each viewer of a storm gets the same snapshot)."""
-    party = any(
-        access.party_to(principal, doctor_id=row.doctor_id, patient_id=row.patient_id)
-        and window.holds(start)
-        for start, row in layout.active.items()
-    )
+    if principal is not None and principal.role is Role.patient:
+        party = principal.id in layout.patients  # a patient is party to their own only
+    else:
+        party = any(
+            access.party_to(principal, doctor_id=row.doctor_id, patient_id=row.patient_id)
+            for row in layout.active.values()
+        )
     if not party:
         view = layout.public.get(window)
         if view is None:
@@ -262,7 +265,9 @@ class Calendar:
             for row in active.values()
         ]
         slots = availability.calendar(hours, first, last, now, booked, held)
-        return Layout(hours, slots, active, policy)
+        return Layout(
+            hours, slots, active, policy, frozenset(row.patient_id for row in active.values())
+        )
 
 
 def _bound(name: str, text: str) -> Bound:

@@ -10,6 +10,7 @@ feed (`events.record_session_end`), not by this cache.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,9 @@ class Standings:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
         self._cache: dict[tuple[Role, int], tuple[float, Standing | None]] = {}
+        # Reads under way: whoever asks about the same account meanwhile (a storm of one
+        # account's sessions) waits for that read instead of starting another.
+        self._reading: dict[tuple[Role, int], asyncio.Future[Standing | None]] = {}
 
     async def ensure(self, principal: Principal) -> Principal:
         """The caller as they stand now (a doctor's approval included); Unauthenticated if
@@ -51,15 +55,35 @@ class Standings:
         now = time.monotonic()
         if cached is not None and now - cached[0] < TTL:
             return cached[1]
-        standing = await self._read(role, id_)
-        if len(self._cache) >= MAX_CACHED:
-            self._cache.clear()
-        self._cache[key] = (now, standing)
+        reading = self._reading.get(key)
+        if reading is not None:
+            try:
+                return await asyncio.shield(reading)
+            except Exception:  # that read failed: try alone
+                return await self._read(role, id_)
+        reading = self._reading[key] = asyncio.get_running_loop().create_future()
+        try:
+            standing = await self._read(role, id_)
+        except BaseException as exc:
+            reading.set_exception(RuntimeError(f"standing not read: {exc!r}"))
+            reading.exception()  # retrieved: nobody may be waiting
+            raise
+        finally:
+            current = self._reading.get(key) is reading  # not forgotten meanwhile
+            if current:
+                del self._reading[key]
+        reading.set_result(standing)
+        if current:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = (now, standing)
         return standing
 
     def forget(self, role: Role, id_: int) -> None:
-        """This process changed the account: read it again next time."""
+        """This process changed the account: read it again next time (a read under way
+        since before the change is neither kept nor joined)."""
         self._cache.pop((role, id_), None)
+        self._reading.pop((role, id_), None)
 
     async def _read(self, role: Role, id_: int) -> Standing | None:
         table = TABLES[role]

@@ -4,6 +4,7 @@ neither listed nor bookable, nor shown patients, until an admin approves them.""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterator
 
@@ -11,9 +12,11 @@ import pytest
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
+from hub import runtime
 from hub.app import create_app
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
+from hub.standing import Standing
 from hub.ws import connection
 from tests.conftest import World, bearer, iso, slot
 
@@ -143,3 +146,43 @@ def test_open_registration_keeps_the_original_design(world: World) -> None:
     doctor = world.doctor()
     assert doctor.id in [d["id"] for d in world.client.get("/doctors/").json()]
     world.book(world.patient(), doctor, slot(10))
+
+
+async def test_many_asks_about_one_account_at_once_read_it_once(
+    world: World, settings: Settings, raw: Engine
+) -> None:
+    patient = world.patient()
+    async with runtime.open_hub(settings) as hub:
+        standings = hub.standings
+        real, reads, gate = standings._read, 0, asyncio.Event()
+
+        async def counted(role: Role, id_: int) -> Standing | None:
+            nonlocal reads
+            reads += 1
+            await gate.wait()
+            return await real(role, id_)
+
+        standings._read = counted  # type: ignore[method-assign]
+        asks = [asyncio.create_task(standings.of(Role.patient, patient.id)) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        answers = await asyncio.gather(*asks)
+        assert reads == 1
+        assert {answer for answer in answers} == {Standing(True, 0, True)}
+
+        # A change made by this process while a read is under way: that read's answer is
+        # neither kept nor joined by whoever asks after the change.
+        standings._cache.clear()
+        gate.clear()
+        before = asyncio.create_task(standings.of(Role.patient, patient.id))
+        await asyncio.sleep(0.05)
+        with raw.begin() as conn:
+            conn.execute(text("UPDATE patients SET active = 0 WHERE id = :id"), {"id": patient.id})
+        standings.forget(Role.patient, patient.id)
+        after = asyncio.create_task(standings.of(Role.patient, patient.id))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await before
+        assert reads == 3
+        assert (await after) == Standing(False, 0, True)
+        assert (await standings.of(Role.patient, patient.id)) == Standing(False, 0, True)
