@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -77,6 +77,7 @@ class CalendarView:
     timezone: str
     slots: tuple[SlotView, ...]
     policy: Policy  # the doctor's booking rules: public, shown before a hold
+    shared: bool = False  # names no one: the one view of everyone party to none of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,9 @@ def _seen_by(
     if not party:
         view = layout.public.get(window)
         if view is None:
-            view = layout.public[window] = _view(None, doctor_id, window, layout)
+            view = layout.public[window] = replace(
+                _view(None, doctor_id, window, layout), shared=True
+            )
         return view
     return _view(principal, doctor_id, window, layout)
 

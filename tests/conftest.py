@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import email.generator
+import email.utils
 import os
+import random
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -113,6 +116,18 @@ def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> It
     client.flushdb()
     client.close()
     yield test_settings(url, REDIS_URL, tmp_path)
+
+
+def mail_off_the_global_random(patch: pytest.MonkeyPatch) -> None:
+    """Give the stdlib's email package (Message-IDs, MIME boundaries) a generator of its own
+    instead of the global `random`, for a Hypothesis test against a hub serving in a thread
+    of this process. Hypothesis fails a test case if the global `random` moves while a
+    strategy draws (a HypothesisDeprecationWarning, an error here), and the hub's sender
+    moves it with every message it writes (a sign-up's mail, within a second); a replay
+    then passes, and Hypothesis reports "unreliable results". The draws and the sends
+    overlap more, the slower the machine (coverage, load)."""
+    for module in (email.utils, email.generator):
+        patch.setattr(module, "random", random.Random())
 
 
 def async_redis(kind: str) -> aioredis.Redis | aioredis.RedisCluster:

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine
 
 from hub import db
 from tests import conftest
-from tests.conftest import World
+from tests.conftest import World, mail_off_the_global_random
 from tests.server import serve_in_thread
 
 EXAMPLES = 8  # per operation and generation mode: the whole run stays well under 2 minutes
@@ -27,7 +27,12 @@ def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     shutil.copy(sqlite_template, tmp / "hub.sqlite3")
     hub_settings = conftest.test_settings(f"sqlite+aiosqlite:///{tmp / 'hub.sqlite3'}", None, tmp)
     raw = create_engine(db.sync_url(hub_settings.database_url))
-    with serve_in_thread(hub_settings) as (url, _), httpx.Client(base_url=url) as client:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        serve_in_thread(hub_settings) as (url, _),
+        httpx.Client(base_url=url) as client,
+    ):
+        mail_off_the_global_random(patch)  # every account made, here or by the fuzz, is mailed
         world = World(client, hub_settings, raw)  # type: ignore[arg-type]
         yield url, {"patient": world.patient(), "doctor": world.doctor(), "admin": world.admin()}
     raw.dispose()

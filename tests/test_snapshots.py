@@ -102,10 +102,17 @@ def test_a_shared_snapshot_frame_carries_each_clients_ref() -> None:
     from hub.schedules import Policy
 
     start = slot(9)
-    view = CalendarView(7, "UTC", (SlotView(start, start, "free"),), Policy())
-    frames = Snapshots(keep=2)
+    view = CalendarView(7, "UTC", (SlotView(start, start, "free"),), Policy(), shared=True)
+    frames = Snapshots(keep=2, keep_bytes=10_000)
     plain, mine = frames.of(3, view, None), frames.of(3, view, 'a "quoted" ref')
     assert json.loads(mine) == {**json.loads(plain), "ref": 'a "quoted" ref'}
     assert json.loads(plain)["version"] == 3 and "ref" not in json.loads(plain)
     assert frames.of(3, view, None) is plain  # built once
     assert frames.of(4, view, None) != plain  # a new version is a new frame
+    # A view naming someone is serialised for its one viewer and not kept.
+    private = CalendarView(7, "UTC", (SlotView(start, start, "booked", 5, 6),), Policy())
+    assert frames.of(3, private, None) is not frames.of(3, private, None)
+    # Kept within the bytes allowed: a frame too large is not kept at all.
+    big = CalendarView(7, "UTC", (SlotView(start, start, "free"),) * 200, Policy(), shared=True)
+    assert frames.of(3, big, None) is not frames.of(3, big, None)
+    assert frames.of(4, view, None) is frames.of(4, view, None)

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -648,6 +649,41 @@ async def read_until_closed(viewer: Viewer, quiet: float = 5) -> int | str:
         return f"still open, silent for {quiet:g} s"
 
 
+def total(samples: list[Any], name: str, **labels: str) -> float:
+    """The sum of the samples called `name` whose labels include `labels`."""
+    return sum(
+        sample.value
+        for sample in samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def until_hoarding_ends(
+    client: httpx.AsyncClient, url: str, pid: int, sent: int, seconds: float = 120
+) -> tuple[str, float]:
+    """Watch, through its /metrics, a hub serving a client that reads nothing: return once
+    it has closed the session ("closed", whatever the code), or has dealt with all `sent`
+    commands, answered or refused, and not closed it ("answered all": nothing more can fill
+    its queue), or after `seconds` ("neither"); and the hub's RSS at that moment.
+    The hub answers one command at a time at its own pace (a busy machine or coverage: a
+    second or more a month-long snapshot), so no fixed sleep is long enough, and a client
+    that read before the hub was done would drain the queue that is to overflow."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = await client.get(f"{url}/metrics")
+        assert answer.status_code == 200, answer.text
+        samples = [s for f in text_string_to_metric_families(answer.text) for s in f.samples]
+        closed = total(samples, "hub_ws_closes_total")
+        answered = total(samples, "hub_ws_command_duration_seconds_count", command="watch")
+        refused = total(samples, "hub_errors_total", edge="ws", code="rate_limited")
+        state = "closed" if closed else "answered all" if answered + refused >= sent else None
+        if state is None and time.monotonic() > deadline:
+            state = "neither"
+        if state is not None:
+            return state, rss_mb(pid)
+        await asyncio.sleep(0.1)  # the hub's close waits 10 s at most for the client to read
+
+
 async def write_slot_events(
     settings: Settings, doctor_id: int, starts: list[datetime], per_transaction: int = 1000
 ) -> None:
@@ -764,16 +800,21 @@ async def test_a_client_that_asks_for_snapshots_and_never_reads_is_closed_1013_i
                 max_queue=1,
                 max_size=2**23,
             )
-            await hoarder.until("snapshot")
+            await hoarder.until("snapshot", seconds=60)
             before = rss_mb(pid)
             again = json.dumps({"type": "watch", "doctor_id": doctor_id, **month_window()})
             with suppress(ConnectionClosed):
                 for _ in range(HOARDED):
                     await hoarder.ws.send(again)
-            await asyncio.sleep(2)  # the hub answers what it read
-            after = rss_mb(pid)
+            # Read nothing until the hub is done with them: about 60 MB asked for, many times
+            # what the pipe and the queue's byte bound hold together, whatever the pace.
+            ended, after = await until_hoarding_ends(client, url, pid, HOARDED + 1)
             code = await read_until_closed(hoarder, quiet=15)  # a busy machine: slow snapshots
-    print(f"\n[{backend}] {HOARDED} snapshots asked, RSS {before:.1f} -> {after:.1f} MB: {code}")
+    print(
+        f"\n[{backend}] {HOARDED} snapshots asked, RSS {before:.1f} -> {after:.1f} MB "
+        f"when the hub {ended}: {code}"
+    )
+    assert ended == "closed"
     assert code == 1013
     assert after - before < HOARD_GROWTH_MB
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hub import protocol
 from hub.errors import HubError
 from hub.ws import connection
-from tests.conftest import World
+from tests.conftest import World, mail_off_the_global_random
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
 JSON = st.recursive(
@@ -51,6 +51,7 @@ def test_a_session_answers_every_fuzzed_frame_without_an_internal_error(
 ) -> None:
     monkeypatch.setattr(connection, "RATE", 1e6)  # the fuzz is not a flood
     monkeypatch.setattr(connection, "BURST", 1e6)
+    mail_off_the_global_random(monkeypatch)  # the patient's sign-up mail, sent meanwhile
     patient = world.patient()
     with world.client.websocket_connect("/ws") as ws:
         ws.send_json({"type": "auth", "token": patient.token})

@@ -11,7 +11,10 @@ from hub import events, protocol
 from hub.calendar import CalendarView
 from hub.protocol import Event, Snapshot
 
-KEPT_SNAPSHOTS = 64
+# Shared snapshots kept per process: a few doctors' storms at once, and at most this many
+# bytes of text (31 days of 5-minute slots is about 1 MiB).
+KEPT_SNAPSHOTS = 8
+KEPT_BYTES = 4 * 1024 * 1024
 
 
 class Frames:
@@ -28,11 +31,14 @@ class Frames:
 
 
 class Snapshots:
-    """The text of recent snapshots, by view object and version; a client's `ref` is added to
-    the shared text."""
+    """The text of recent shared snapshots, by view object and version (a view naming
+    someone is serialised for its one viewer and not kept); a client's `ref` is added to the
+    shared text."""
 
-    def __init__(self, keep: int = KEPT_SNAPSHOTS) -> None:
+    def __init__(self, keep: int = KEPT_SNAPSHOTS, keep_bytes: int = KEPT_BYTES) -> None:
         self._keep = keep
+        self._keep_bytes = keep_bytes
+        self._bytes = 0
         self._frames: OrderedDict[tuple[int, int], tuple[CalendarView, str]] = OrderedDict()
 
     def of(self, version: int, view: CalendarView, ref: str | None) -> str:
@@ -43,12 +49,21 @@ class Snapshots:
             frame = kept[1]
         else:
             frame = protocol.dump(snapshot(version, view))
-            self._frames[key] = (view, frame)  # the view held, so its id is not reused
-            while len(self._frames) > self._keep:
-                self._frames.popitem(last=False)
+            if view.shared:
+                self._keep_frame(key, view, frame)
         if ref is None:
             return frame
         return f'{frame[:-1]},"ref":{json.dumps(ref)}}}'
+
+    def _keep_frame(self, key: tuple[int, int], view: CalendarView, frame: str) -> None:
+        old = self._frames.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[1])
+        self._frames[key] = (view, frame)  # the view held, so its id is not reused
+        self._bytes += len(frame)
+        while self._frames and (len(self._frames) > self._keep or self._bytes > self._keep_bytes):
+            _, (_, dropped) = self._frames.popitem(last=False)
+            self._bytes -= len(dropped)
 
 
 def snapshot(version: int, view: CalendarView) -> Snapshot:
