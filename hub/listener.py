@@ -11,15 +11,22 @@ speaks cannot get around.
   (or between requests) from one peer address; past that a new one is closed at once. A trusted
   proxy's address is exempt (it carries everyone), and WebSocket sessions, which have
   their own caps, stop counting once upgraded.
+
+And its WebSocket protocol, `Session`: uvicorn's websockets sans-I/O protocol with less kept
+per session (an idle session is held by the thousand): its incoming queue and writable flag
+without asyncio's deques, and the handshake's request and response let go once accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+T = TypeVar("T")
 
 # Every process's count of sockets waiting for a request, by peer address.
 _waiting: Counter[str] = Counter()
@@ -94,3 +101,115 @@ class Listener(H11Protocol):
         self._deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class Inbox(Generic[T]):
+    """What uvicorn's protocol uses of `asyncio.Queue` (`put_nowait`, `get`, `empty`,
+    `qsize`), unbounded, FIFO, without the queue's four deques (~3 KiB a session): a list,
+    and a future only while someone waits. An item put while its getter is being cancelled
+    stays for the next `get`."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> T:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+                elif self._items:  # woken, then cancelled: the item is the next getter's
+                    self._wake_one()
+        return self._items.pop(0)
+
+
+class Flag:
+    """`asyncio.Event` as uvicorn's protocol uses it (`set`, `clear`, `is_set`, `wait`)
+    without the event's deque (~0.8 KiB a session): a future only while someone waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class Session(WebSocketsSansIOProtocol):
+    """uvicorn's websockets sans-I/O protocol (what `--ws auto` picks), leaner per session.
+
+    This subclass takes from it what an idle session keeps for nothing (measured with
+    `python -m hub.loadtest idle -c 3000`, one worker: 30.4 -> 21.8 KiB a session; the other
+    implementations' figures are at `hub.__main__.WEBSOCKET_OPTIONS`): asyncio's queue and
+    event (their deques), and the handshake's parsed request and response (their headers),
+    which uvicorn never reads again once the session is accepted (the scope's copy of the
+    headers is let go by `hub.ws.endpoint` once the client is authenticated)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        writable = Flag()
+        if self.writable.is_set():  # it starts set: the socket takes writes
+            writable.set()
+        self.writable = writable  # type: ignore[assignment]
+
+    def start_keepalive(self) -> None:
+        # Called once the 101 response is written: the handshake is over. The request stays
+        # referenced by the websockets parser (a local of its generator, for the session's
+        # life), so its headers are emptied rather than only dropped here.
+        super().start_keepalive()
+        request = self.__dict__.pop("request", None)
+        if request is not None:
+            request.headers.clear()
+        self.__dict__.pop("response", None)

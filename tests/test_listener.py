@@ -3,6 +3,7 @@ address, and never in the way of anyone else (a real `python -m hub serve` proce
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from hub.config import Settings
+from hub.listener import Flag, Inbox
 from tests.server import serve_process, stop
 
 CAP = 20
@@ -90,3 +92,36 @@ def test_sockets_past_the_cap_of_one_address_are_closed_and_others_are_served(
         for sock in flood:
             sock.close()
         stop(process)
+
+
+async def test_the_sessions_inbox_is_a_fifo_that_keeps_an_item_its_cancelled_getter_missed() -> (
+    None
+):
+    inbox: Inbox[int] = Inbox()
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert (inbox.qsize(), await inbox.get(), await inbox.get(), inbox.empty()) == (2, 1, 2, True)
+
+    first = asyncio.create_task(inbox.get())
+    second = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(3)  # wakes the first getter...
+    first.cancel()  # ...which is cancelled before it runs: the item is the second's
+    assert await second == 3
+    assert first.cancelled() and inbox.empty()
+
+
+async def test_the_sessions_writable_flag_wakes_every_waiter_and_can_be_cleared() -> None:
+    flag = Flag()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    flag.clear()
+    late = asyncio.create_task(flag.wait())
+    await asyncio.sleep(0.01)
+    assert not late.done() and not flag.is_set()
+    late.cancel()
+    flag.set()
+    assert await flag.wait() is True

@@ -73,10 +73,35 @@ async def close(hub: Hub, websocket: WebSocket[State], code: int, reason: str = 
 
 
 class Connection:
-    """One authenticated WebSocket. A reader serving commands, a writer draining the outgoing
-    queue, a guard (the token's expiry, the queue's overflow), the feed's subscription and
-    every catch-up run in one task group;
-    events reach it through bus sinks, never through the services."""
+    """One authenticated WebSocket. A reader serving commands, a writer sending the outgoing
+    queue, the guard's checks (the token's expiry, the account's standing), the feed's
+    subscription and every catch-up run in one task group; events reach it through bus
+    sinks, never through the services.
+
+    An idle session is kept small (thousands are held per process): the reader is its only
+    long-lived task. The writer is started when a frame is queued and ends once the queue
+    is empty; the guard is a timer that starts a short check when due (the token expires, or
+    `STANDING_CHECK` seconds passed); an overflowing queue starts a task that fails at once
+    with `TooSlow`, which ends the group even while a writer is stuck on a full socket."""
+
+    __slots__ = (
+        "_ended",
+        "_group",
+        "_open",
+        "_reader",
+        "_serving",
+        "_tasks",
+        "_timer",
+        "_writer",
+        "expires",
+        "feed",
+        "hub",
+        "leaving",
+        "outgoing",
+        "principal",
+        "watches",
+        "websocket",
+    )
 
     def __init__(
         self, hub: Hub, websocket: WebSocket[State], principal: Principal, expires: int
@@ -85,14 +110,18 @@ class Connection:
         self.websocket = websocket
         self.principal = principal
         self.expires = expires
-        self.outgoing = Outgoing()
+        self.outgoing = Outgoing(on_frame=self._on_frame, on_overflow=self._on_overflow)
         self.watches = Watches()
         self.feed = events.feed_channel(principal.role.value, principal.id)
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.leaving = False  # the process is draining: closed 1012 once no command is in flight
         self._serving = False  # a command is being answered
+        self._open = False  # serving: the group takes new tasks
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the guard's next check
+        self._ended: asyncio.Future[None] | None = None  # set once the reader has ended
 
     def leave(self) -> None:
         """End the session for a restart: at once when no command is in flight, else right
@@ -107,17 +136,31 @@ class Connection:
         or a task fails (that error propagates, after every other task has ended)."""
         async with asyncio.TaskGroup() as group:
             self._group = group
+            self._open = True
+            self._ended = asyncio.get_running_loop().create_future()
             self._reader = self._start(self._read())
-            main = [
-                self._reader,
-                self._start(self.outgoing.drain(self.websocket.send_text)),
-                self._start(self._guard()),
-            ]
+            # The reader ends the session: when it returns or is cancelled (leave, the
+            # guard's close), the other tasks are stopped; when a task fails, the group
+            # cancels the reader, and so the guard's timer too.
+            self._reader.add_done_callback(self._stop)
+            self._arm()
             if access.has_feed(self.principal):
                 self._start(self._follow_feed())
-            await asyncio.wait(main, return_when=asyncio.FIRST_COMPLETED)
-            for task in self._tasks:  # one ended: stop the others, catch-ups included
-                task.cancel()
+            if len(self.outgoing):
+                self._on_frame()
+            # Wait inside the group, not in its exit: a task failing cancels this await,
+            # which the group takes back (Python 3.11 does not when it is already exiting).
+            await self._ended
+
+    def _stop(self, _: object) -> None:
+        self._open = False
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._tasks:  # the writer, a guard check and the catch-ups
+            task.cancel()
 
     def _start(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
         assert self._group is not None
@@ -125,6 +168,17 @@ class Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> asyncio.Task[None] | None:
+        # From a callback (a queued frame, the timer): None once the group takes no more
+        # tasks (it is ending; what is queued is left for the last flush).
+        if self._open:
+            try:
+                return self._start(work)
+            except RuntimeError:  # the group is shutting down: a task failed
+                self._open = False
+        work.close()
+        return None
 
     async def _read(self) -> None:
         allowance, refusals = Allowance(), 0
@@ -148,6 +202,62 @@ class Connection:
             if reply is not None:
                 self.outgoing.put(reply)
 
+    # -- writing -------------------------------------------------------------------------
+
+    def _on_frame(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = self._spawn(self._write())
+
+    async def _write(self) -> None:
+        try:
+            await self.outgoing.flush(self.websocket.send_text)
+        finally:
+            self._writer = None  # the next frame queued starts another
+
+    def _on_overflow(self) -> None:
+        # The writer may be stuck on a full socket: end the group from beside it.
+        self._spawn(self._too_slow())
+
+    async def _too_slow(self) -> None:
+        raise TooSlow()
+
+    # -- the guard -----------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        # What ends a session from the inside: the token expires (a fresh `auth` moves it,
+        # so look again at least every STANDING_CHECK seconds), or the account is
+        # deactivated or signed out everywhere (looked at as often). A timer, not a waiting
+        # task: nothing of it stays between checks but the timer handle.
+        left = self.expires - time.time()
+        delay = max(0.0, min(left, STANDING_CHECK))
+        self._timer = asyncio.get_running_loop().call_later(delay, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._spawn(self._check())
+
+    async def _check(self) -> None:
+        if self.expires - time.time() <= 0:
+            await close(self.hub, self.websocket, Close.UNAUTHENTICATED, "token expired")
+            self._end()
+            return
+        try:
+            self.principal = await self.hub.standings.ensure(self.principal)
+        except Unauthenticated as exc:
+            await close(self.hub, self.websocket, Close.UNAUTHENTICATED, exc.detail)
+            self._end()
+            return
+        except Exception as exc:  # the database away: the session stands meanwhile
+            log.warning("standing of %s not checked: %r", self.principal, exc)
+        if self._open:
+            self._arm()
+
+    def _end(self) -> None:
+        """Closed from the inside: stop serving (the reader, even mid-command, and so the
+        rest)."""
+        if self._reader is not None:
+            self._reader.cancel()
+
     async def _follow_feed(self) -> None:
         # The personal feed is subscribed beside serving, not before: a storm of connections
         # is answered `ready` at once while their feeds are subscribed in batches.
@@ -155,27 +265,6 @@ class Connection:
             await self.hub.bus.subscribe(self.feed, self.on_feed)
         except Exception as exc:
             log.warning("feed of %s not subscribed: %r", self.feed, exc)
-
-    async def _guard(self) -> None:
-        # One task per connection for what ends it from the inside: the token expires (a
-        # fresh `auth` moves it, so look again at least every STANDING_CHECK seconds), the
-        # account is deactivated or signed out everywhere (looked at as often), or the queue
-        # overflows while the writer may be stuck on a full socket.
-        while (left := self.expires - time.time()) > 0:
-            try:
-                async with asyncio.timeout(min(left, STANDING_CHECK)):
-                    await self.outgoing.overflowed()
-            except TimeoutError:
-                try:
-                    self.principal = await self.hub.standings.ensure(self.principal)
-                except Unauthenticated as exc:
-                    await close(self.hub, self.websocket, Close.UNAUTHENTICATED, exc.detail)
-                    return
-                except Exception as exc:  # the database away: the session stands meanwhile
-                    log.warning("standing of %s not checked: %r", self.principal, exc)
-                continue
-            raise TooSlow()
-        await close(self.hub, self.websocket, Close.UNAUTHENTICATED, "token expired")
 
     # -- watching ------------------------------------------------------------------------
 
@@ -222,7 +311,7 @@ class Connection:
         verdict = self.watches.arrive(message)
         if verdict == "send":
             self.outgoing.put(message, FRAMES.of(message))
-        elif verdict == "repair" and self._group is not None:
+        elif verdict == "repair" and self._open:
             since = self.watches.repairing(message["doctor_id"])
             self._start(self._repair(message["doctor_id"], since))
 

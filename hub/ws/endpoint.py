@@ -5,6 +5,7 @@ import contextlib
 import logging
 import random
 
+from starlette.datastructures import Headers
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub import protocol
@@ -48,6 +49,7 @@ async def endpoint(websocket: WebSocket[State]) -> None:
         if hub.draining.is_set():
             await close(hub, websocket, Close.RESTART, "server restart: reconnect")
             return
+        _forget_handshake(websocket)
         if not registry.add(connection.principal, connection, MAX_CONNECTIONS):
             await close(hub, websocket, Close.RATE_LIMITED, "too many connections for this user")
             return
@@ -135,8 +137,16 @@ async def drain(registry: Registry, seconds: float) -> None:
 
 
 def _origin_allowed(websocket: WebSocket[State], allowed: tuple[str, ...]) -> bool:
-    origin = websocket.headers.get("origin")
+    headers = Headers(scope=websocket.scope)  # not `websocket.headers`: that one is kept
+    origin = headers.get("origin")
     if origin is None:  # not a browser: scripts and services carry a token instead
         return True
-    scheme = "https" if websocket.url.scheme == "wss" else "http"
-    return origin in (f"{scheme}://{websocket.headers.get('host', '')}", *allowed)
+    scheme = "https" if websocket.scope.get("scheme") == "wss" else "http"
+    return origin in (f"{scheme}://{headers.get('host', '')}", *allowed)
+
+
+def _forget_handshake(websocket: WebSocket[State]) -> None:
+    # The handshake's headers were read (the origin, before accepting) and are not read
+    # again; the scope, which the session keeps to its end (uvicorn's protocol, Starlette's
+    # WebSocket and the log context share the one dict), lets go of them: ~1 KiB a session.
+    websocket.scope["headers"] = []

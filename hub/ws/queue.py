@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from itertools import count
 
 from hub import events, protocol
 from hub.protocol import ServerMessage
@@ -20,39 +18,74 @@ class TooSlow(Exception):
 
 class Outgoing:
     """A connection's outgoing frames, in order and bounded. A slot event for a slot whose
-    previous state the reader has not taken yet replaces it in place, marked `collapsed`."""
+    previous state the reader has not taken yet replaces it in place, marked `collapsed`.
 
-    def __init__(self, limit: int = MAX_PENDING, limit_bytes: int = MAX_PENDING_BYTES) -> None:
+    It holds no task and no event of its own (an idle session is mostly this and its socket):
+    `on_frame` is called when a frame is queued, so the connection can start a writer that
+    `flush`es and ends once the queue is empty, and `on_overflow` once, when the queue
+    overflows, so the connection can end at once even while a writer is stuck on a full
+    socket."""
+
+    __slots__ = (
+        "_bytes",
+        "_limit",
+        "_limit_bytes",
+        "_overflowed",
+        "_pending",
+        "_serial",
+        "on_frame",
+        "on_overflow",
+    )
+
+    def __init__(
+        self,
+        limit: int = MAX_PENDING,
+        limit_bytes: int = MAX_PENDING_BYTES,
+        on_frame: Callable[[], None] | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self._limit = limit
         self._limit_bytes = limit_bytes
         self._pending: dict[object, str] = {}  # frames as sent, insertion-ordered
         self._bytes = 0
-        self._serial = count()
-        self._wake = asyncio.Event()
-        self._overflow = asyncio.Event()
+        self._serial = 0
+        self._overflowed = False
+        self.on_frame = on_frame
+        self.on_overflow = on_overflow
 
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def overflowed(self) -> bool:
+        """The queue overflowed: the connection is ending with 1013 and takes no more."""
+        return self._overflowed
+
     def put(self, message: ServerMessage, frame: str | None = None) -> None:
         """Queue a message; `frame` is its text where the caller has it already."""
-        if self._overflow.is_set():
+        if self._overflowed:
             return  # the connection is ending with 1013; the client resyncs when it returns
-        key: object = next(self._serial)
+        key: object
         if message["type"] == "slot":  # an `hours` event is never collapsed
             key = ("slot", message["doctor_id"], message["start"])
             if key in self._pending:
                 # The client applies it and takes its version as the newest seen.
                 message = {**message, "collapsed": True}
                 frame = None
+        else:
+            key = self._next_key()
         if frame is None:
             frame = protocol.dump(message)
         self._add(key, frame)
 
     def put_text(self, frame: str) -> None:
         """Queue a message already serialised (never a slot event: it is not collapsed)."""
-        if not self._overflow.is_set():
-            self._add(next(self._serial), frame)
+        if not self._overflowed:
+            self._add(self._next_key(), frame)
+
+    def _next_key(self) -> int:
+        self._serial += 1
+        return self._serial
 
     def _add(self, key: object, frame: str) -> None:
         self._bytes += len(frame) - len(self._pending.get(key, ""))
@@ -60,19 +93,17 @@ class Outgoing:
         if len(self._pending) > self._limit or self._bytes > self._limit_bytes:
             self._pending.clear()  # memory stays bounded; the client resyncs when it returns
             self._bytes = 0
-            self._overflow.set()
-        self._wake.set()
-
-    async def drain(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send frames as they come, until cancelled."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush(send)
+            self._overflowed = True
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
+        if self.on_frame is not None:
+            self.on_frame()
 
     async def flush(self, send: Callable[[str], Awaitable[None]]) -> None:
-        """Send what is pending now. A frame leaves the queue once it is sent, so one whose
-        send was cancelled (the connection ending) is still there for a last flush."""
+        """Send what is pending, including what is queued meanwhile, until the queue is
+        empty. A frame leaves the queue once it is sent, so one whose send was cancelled (the
+        connection ending) is still there for a last flush."""
         while self._pending:
             key = next(iter(self._pending))
             frame = self._pending[key]
@@ -80,7 +111,3 @@ class Outgoing:
             if self._pending.get(key) is frame:  # not replaced by a newer state meanwhile
                 del self._pending[key]
                 self._bytes -= len(frame)
-
-    async def overflowed(self) -> None:
-        """Return once the queue has overflowed (the drain may be stuck on a full socket)."""
-        await self._overflow.wait()
