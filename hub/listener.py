@@ -103,77 +103,15 @@ class Listener(H11Protocol):
             self.transport.close()
 
 
-class Inbox(Generic[T]):
-    """What uvicorn's protocol uses of `asyncio.Queue` (`put_nowait`, `get`, `empty`,
-    `qsize`), unbounded, FIFO, without the queue's four deques (~3 KiB a session): a list,
-    and a future only while someone waits. An item put while its getter is being cancelled
-    stays for the next `get`."""
+class _Waiters:
+    """Futures of whoever waits, kept only while someone does (a list, or None)."""
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] | None = None
 
-    def put_nowait(self, item: T) -> None:
-        self._items.append(item)
-        self._wake_one()
-
-    def _wake_one(self) -> None:
-        for waiter in self._waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-    async def get(self) -> T:
-        while not self._items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = []
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
-                elif self._items:  # woken, then cancelled: the item is the next getter's
-                    self._wake_one()
-        return self._items.pop(0)
-
-
-class Flag:
-    """`asyncio.Event` as uvicorn's protocol uses it (`set`, `clear`, `is_set`, `wait`)
-    without the event's deque (~0.8 KiB a session): a future only while someone waits."""
-
-    __slots__ = ("_set", "_waiters")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._waiters: list[asyncio.Future[bool]] | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        self._set = True
-        waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_result(True)
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> bool:
-        if self._set:
-            return True
+    async def _wait(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
@@ -183,6 +121,73 @@ class Flag:
         finally:
             if self._waiters is not None and waiter in self._waiters:
                 self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
+
+    def _wake(self, *, every: bool) -> None:
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+                if not every:
+                    return
+
+
+class Inbox(_Waiters, Generic[T]):
+    """What uvicorn's protocol uses of `asyncio.Queue` (`put_nowait`, `get`, `empty`,
+    `qsize`), unbounded, FIFO, without the queue's four deques (~3 KiB a session): a list,
+    and a future only while someone waits. An item put while its getter is being cancelled
+    stays for the next `get`."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: list[T] = []
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        self._wake(every=False)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> T:
+        while not self._items:
+            try:
+                await self._wait()
+            finally:
+                if self._items:  # woken, then cancelled: the item is the next getter's
+                    self._wake(every=False)
+        return self._items.pop(0)
+
+
+class Flag(_Waiters):
+    """`asyncio.Event` as uvicorn's protocol uses it (`set`, `clear`, `is_set`, `wait`)
+    without the event's deque (~0.8 KiB a session): a future only while someone waits."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        self._wake(every=True)
+        self._waiters = None
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            await self._wait()
         return True
 
 
