@@ -1,9 +1,20 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    CursorResult,
+    Select,
+    Table,
+    bindparam,
+    case,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,27 +145,41 @@ _LOCKED_PATIENT = (
     .with_for_update()
 )
 _BOOKABLE = _NAMES[Doctor].where(Doctor.approved.is_(True), Doctor.active.is_(True))
-_CLASHES = select(
-    Appointment.doctor_id, Appointment.patient_id, Appointment.start_at, Appointment.end_at
-).where(
-    Appointment.active.is_not(None),
-    or_(
-        and_(  # another appointment overlapping this one, of the doctor or of the patient
-            Appointment.start_at < bindparam("end"),
-            Appointment.end_at > bindparam("start"),
-            Appointment.start_at != bindparam("start"),
-            or_(
-                Appointment.doctor_id == bindparam("doctor_id"),
-                Appointment.patient_id == bindparam("patient_id"),
-            ),
-        ),
-        and_(  # an upcoming one of the patient with this doctor
-            Appointment.doctor_id == bindparam("doctor_id"),
-            Appointment.patient_id == bindparam("patient_id"),
-            Appointment.status == Status.scheduled,
-            Appointment.start_at > bindparam("one_from"),
-            Appointment.id != bindparam("besides"),
-        ),
+# No appointment the hub makes is longer (a visit type is 8 hours at most): the clash query
+# looks back this far from a start, so each of its parts is a range of one index.
+LONGEST = timedelta(hours=24)
+_CLASH_COLUMNS = (
+    Appointment.doctor_id,
+    Appointment.patient_id,
+    Appointment.start_at,
+    Appointment.end_at,
+)
+
+
+def _overlapping(party: Any, name: str) -> Select[int, int, datetime, datetime]:
+    """Active appointments of the doctor (or the patient) overlapping start..end, but for
+    one at the same start (the UNIQUE keys' job)."""
+    return select(*_CLASH_COLUMNS).where(
+        party == bindparam(name),
+        Appointment.start_at > bindparam("since"),
+        Appointment.start_at < bindparam("end"),
+        Appointment.active.is_not(None),
+        Appointment.end_at > bindparam("start"),
+        Appointment.start_at != bindparam("start"),
+    )
+
+
+# One round trip, three index ranges (an OR across them read every appointment there is).
+_CLASHES: CompoundSelect[int, int, datetime, datetime] = union_all(
+    _overlapping(Appointment.doctor_id, "doctor_id"),
+    _overlapping(Appointment.patient_id, "patient_id"),
+    select(*_CLASH_COLUMNS).where(  # an upcoming one of the patient with this doctor
+        Appointment.patient_id == bindparam("patient_id"),
+        Appointment.start_at > bindparam("one_from"),
+        Appointment.doctor_id == bindparam("doctor_id"),
+        Appointment.status == Status.scheduled,
+        Appointment.active.is_not(None),
+        Appointment.id != bindparam("besides"),
     ),
 )
 _INSERT = insert(cast(Table, Appointment.__table__))  # Core: no ORM bulk machinery
@@ -280,6 +305,7 @@ async def _refuse_clashes(
             {
                 "start": start,
                 "end": end,
+                "since": start - LONGEST,
                 "doctor_id": doctor_id,
                 "patient_id": patient_id,
                 "one_from": one_from or NEVER,

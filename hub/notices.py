@@ -180,7 +180,8 @@ class Claims:
         async with self._sessions() as session:
             claimed = await session.scalars(
                 select(Notification)
-                .where(
+                .where(  # by key: what this round claimed of the ids it picked
+                    Notification.id.in_(ids),
                     Notification.claimed_by == self.token,
                     Notification.claimed_at == now,
                     Notification.state == Delivery.pending,
