@@ -92,6 +92,7 @@ class Connection:
         "_serving",
         "_tasks",
         "_timer",
+        "_wake",
         "_writer",
         "expires",
         "feed",
@@ -120,6 +121,7 @@ class Connection:
         self._open = False  # serving: the group takes new tasks
         self._reader: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the writer's, while it waits
         self._timer: asyncio.TimerHandle | None = None  # the guard's next check
         self._ended: asyncio.Future[None] | None = None  # set once the reader has ended
 
@@ -205,12 +207,28 @@ class Connection:
     # -- writing -------------------------------------------------------------------------
 
     def _on_frame(self) -> None:
-        if self._writer is None or self._writer.done():
+        wake = self._wake
+        if wake is not None:  # a writer waits for the next frame
+            if not wake.done():
+                wake.set_result(None)
+        elif self._writer is None or self._writer.done():
             self._writer = self._spawn(self._write())
 
     async def _write(self) -> None:
+        # While the session watches a doctor its writer stays, waiting for the next frame:
+        # waking it costs a fraction of starting a task for every event (a fifth of a
+        # fan-out's CPU went to creating them). A session that watches no one ends its
+        # writer once the queue is empty, and the next frame starts another.
         try:
-            await self.outgoing.flush(self.websocket.send_text)
+            while True:
+                await self.outgoing.flush(self.websocket.send_text)
+                if not self.watches:
+                    return
+                self._wake = asyncio.get_running_loop().create_future()
+                try:
+                    await self._wake
+                finally:
+                    self._wake = None
         finally:
             self._writer = None  # the next frame queued starts another
 

@@ -37,6 +37,9 @@ class Watches:
         self._held_limit = held_limit
         self._by_doctor: dict[int, Watch] = {}
 
+    def __bool__(self) -> bool:
+        return bool(self._by_doctor)
+
     def __contains__(self, doctor_id: int) -> bool:
         return doctor_id in self._by_doctor
 
