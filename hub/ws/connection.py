@@ -12,11 +12,11 @@ from hub.auth import Principal
 from hub.bus import slot_channel
 from hub.calendar import Window
 from hub.errors import Unauthenticated
-from hub.protocol import Close, Event, Resynced, Snapshot
+from hub.protocol import Close, Event, Resynced
 from hub.runtime import Hub
 from hub.state import State
 from hub.ws import commands
-from hub.ws.frames import FRAMES, SNAPSHOTS, snapshot
+from hub.ws.frames import FRAMES, SNAPSHOTS
 from hub.ws.queue import Outgoing, TooSlow
 from hub.ws.watches import Watches
 
@@ -349,17 +349,16 @@ class Connection:
             if missed is None:
                 if self.watches.get(doctor_id) is None:
                     return  # unwatched meanwhile
-                snapshot = await self._fallback(doctor_id)
-                self.outgoing.put(snapshot)
-                version = snapshot["version"]
+                version, frame = await self._fallback(doctor_id)
+                self.outgoing.put_text(frame)
             else:
                 version = self._send_missed(missed, version)
             if self._release(doctor_id, version):
                 return
 
-    async def _fallback(self, doctor_id: int) -> Snapshot:
+    async def _fallback(self, doctor_id: int) -> tuple[int, str]:
         try:
-            return await self._snapshot(doctor_id)
+            return await self._snapshot_frame(doctor_id, None)
         except Exception as exc:
             log.warning("snapshot of doctor %d failed: %r", doctor_id, exc)
             message = "your view of this doctor could not be repaired: reconnect and watch again"
@@ -384,13 +383,8 @@ class Connection:
             self.outgoing.put(message)
         return True
 
-    async def _snapshot(self, doctor_id: int) -> Snapshot:
-        watch = self.watches.get(doctor_id)
-        assert watch is not None
-        version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
-        return snapshot(version, view)
-
     async def _snapshot_frame(self, doctor_id: int, ref: str | None) -> tuple[int, str]:
+        """The doctor's version and the snapshot's text (shared by viewers who see the same)."""
         watch = self.watches.get(doctor_id)
         assert watch is not None
         version, view = await self.hub.calendar.snapshot(self.principal, doctor_id, watch.window)
