@@ -343,7 +343,7 @@ class Waitlist:
 
         await self._relay.transaction(work)
         if view.offer is not None:
-            await self._hand_on(view.offer.id)
+            await self._hand_on(view.doctor_id, [view.offer.id])
 
     # -- offers --------------------------------------------------------------------------
 
@@ -399,11 +399,13 @@ class Waitlist:
                 raise OfferGone("this offer is no longer open")
 
         await self._relay.transaction(work)
-        await self._hand_on(offer_id)
+        await self._hand_on(doctor_id, [offer_id])
 
     async def expire(self) -> int:
         """End the offers whose time ran out and hand their slots on; how many ended here
-        (any process may run this: each offer is ended by one)."""
+        (any process may run this: each offer is ended by one). A doctor's lapsed offers end
+        in one transaction under the doctor's lock and are handed on by one match, so a
+        morning's worth lapsing at once moves on as fast as one."""
         now = self._clock()
         async with self._sessions() as session:
             due = (
@@ -415,17 +417,20 @@ class Waitlist:
                 )
             ).all()
         ended = 0
-        for offer_id, doctor_id in due:
+        for doctor_id, offer_ids in _by_doctor(due).items():
 
             async def work(
-                session: AsyncSession, offer_id: int = offer_id, doctor_id: int = doctor_id
-            ) -> bool:
+                session: AsyncSession, doctor_id: int = doctor_id, offer_ids: list[int] = offer_ids
+            ) -> list[int]:
                 await events.locked_schedule(session, doctor_id)
-                return await self._close(session, offer_id, OfferState.lapsed, self._clock())
+                at = self._clock()
+                return [
+                    i for i in offer_ids if await self._close(session, i, OfferState.lapsed, at)
+                ]
 
-            if await self._relay.transaction(work):
-                ended += 1
-                await self._hand_on(offer_id)
+            closed = await self._relay.transaction(work)
+            ended += len(closed)
+            await self._hand_on(doctor_id, closed)
         return ended
 
     async def _close(
@@ -450,36 +455,50 @@ class Waitlist:
         events.record_offer(session, offer)
         return True
 
-    async def _hand_on(self, offer_id: int) -> None:
-        # After an offer ended: let its hold go, offer the slot to the next who fits, and if
-        # nobody holds it now, say what it is (free, or booked meanwhile).
-        async with self._sessions() as session:
-            offer = await session.get(WaitlistOffer, offer_id)
-        if offer is None:
+    async def _hand_on(self, doctor_id: int, offer_ids: Sequence[int]) -> None:
+        # After offers of one doctor ended: let their holds go, offer the slots to the next
+        # who fit (one match for them all), and say what each slot nobody holds now is (free,
+        # or booked meanwhile).
+        if not offer_ids:
             return
-        if offer.hold_id is not None:  # whoever clears it hands the slot on, once
+        async with self._sessions() as session:
+            offers = list(
+                await session.scalars(select(WaitlistOffer).where(WaitlistOffer.id.in_(offer_ids)))
+            )
+        freed = [o for o in offers if o.hold_id is None]
+        held = [o for o in offers if o.hold_id is not None]
+        if held:  # whoever clears a hold hands its slot on, once
             async with self._sessions.begin() as session:
-                claimed = await session.execute(
-                    update(WaitlistOffer)
-                    .where(WaitlistOffer.id == offer_id, WaitlistOffer.hold_id == offer.hold_id)
-                    .values(hold_id=None)
-                )
-            if not claimed.rowcount:  # type: ignore[attr-defined]
-                return
-            with contextlib.suppress(HoldsUnavailable):
-                await self._holds.release(Hold.parse(offer.hold_id))
-        await self._match_quietly(offer.doctor_id)
-        try:
-            if await self._holds.holder(offer.doctor_id, offer.start_at) is not None:
-                return  # offered again: its new holder announced it
-        except HoldsUnavailable:
-            pass
-        doctor_id, start = offer.doctor_id, offer.start_at
+                for offer in held:
+                    claimed = await session.execute(
+                        update(WaitlistOffer)
+                        .where(WaitlistOffer.id == offer.id, WaitlistOffer.hold_id == offer.hold_id)
+                        .values(hold_id=None)
+                    )
+                    if claimed.rowcount:  # type: ignore[attr-defined]
+                        freed.append(offer)
+            for offer in freed:
+                if offer.hold_id is not None:
+                    with contextlib.suppress(HoldsUnavailable):
+                        await self._holds.release(Hold.parse(offer.hold_id))
+        if not freed:
+            return
+        await self._match_quietly(doctor_id)
+        unheld = []
+        for offer in freed:
+            try:
+                if await self._holds.holder(doctor_id, offer.start_at) is not None:
+                    continue  # offered again: its new holder announced it
+            except HoldsUnavailable:
+                pass
+            unheld.append(offer.start_at)
 
         async def settle(session: AsyncSession) -> None:
-            await events.record_settled(session, doctor_id, start)
+            for start in unheld:
+                await events.record_settled(session, doctor_id, start)
 
-        await self._relay.transaction(settle)
+        if unheld:
+            await self._relay.transaction(settle)
 
     # -- matching ------------------------------------------------------------------------
 
@@ -662,16 +681,16 @@ class Waitlist:
         # An offer withdrawn because its patient booked another time with the doctor (in the
         # booking's transaction, hub.ledger) still has its hold: release it, hand the slot on.
         async with self._sessions() as session:
-            ids = (
-                await session.scalars(
-                    select(WaitlistOffer.id).where(
+            rows = (
+                await session.execute(
+                    select(WaitlistOffer.id, WaitlistOffer.doctor_id).where(
                         WaitlistOffer.state == OfferState.withdrawn,
                         WaitlistOffer.hold_id.is_not(None),
                     )
                 )
             ).all()
-        for offer_id in ids:
-            await self._hand_on(offer_id)
+        for doctor_id, offer_ids in _by_doctor(rows).items():
+            await self._hand_on(doctor_id, offer_ids)
 
     async def _end_past_and_list(self) -> set[int]:
         # Entries whose dates are over leave the line; the doctors someone still waits for.
@@ -688,6 +707,14 @@ class Waitlist:
                 .distinct()
             )
             return set(doctors)
+
+
+def _by_doctor(rows: Sequence[tuple[int, int]]) -> dict[int, list[int]]:
+    # (offer id, doctor id) rows as each doctor's offer ids, in the rows' order.
+    grouped: dict[int, list[int]] = {}
+    for offer_id, doctor_id in rows:
+        grouped.setdefault(doctor_id, []).append(offer_id)
+    return grouped
 
 
 def _ended(offer: WaitlistOffer) -> str:

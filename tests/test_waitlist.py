@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -399,20 +399,43 @@ def _offer_counts(conn: Connection, doctor_id: int) -> tuple[int, int, int]:
     return int(per_slot), int(per_patient), int(booked)
 
 
-async def _until_offered(raw: Engine, doctor_id: int, count: int) -> list[Any]:
-    deadline = time.monotonic() + 15
+async def _offers_once(
+    raw: Engine, doctor_id: int, done: Callable[[list[Any]], bool], seconds: float
+) -> list[Any]:
+    # The doctor's offers (oldest first) once `done` holds of them, or after `seconds`.
+    deadline = time.monotonic() + seconds
     while True:
         with raw.connect() as conn:
             rows = conn.execute(
                 text(
-                    "SELECT id, entry_id, start_at FROM waitlist_offers "
-                    "WHERE doctor_id = :d AND state = 'open'"
+                    "SELECT id, entry_id, start_at, state, created_at, expires_at, ended_at "
+                    "FROM waitlist_offers WHERE doctor_id = :d ORDER BY id"
                 ),
                 {"d": doctor_id},
             ).all()
-        if len(rows) >= count or time.monotonic() > deadline:
-            return [_Offer(r.id, r.entry_id, iso(r.start_at.replace(tzinfo=UTC))) for r in rows]
+        if done(list(rows)) or time.monotonic() > deadline:
+            return list(rows)
         await asyncio.sleep(0.05)
+
+
+async def _until_offered(raw: Engine, doctor_id: int, count: int) -> list[_Offer]:
+    def opened(rows: list[Any]) -> list[Any]:
+        return [r for r in rows if r.state == "open"]
+
+    rows = opened(await _offers_once(raw, doctor_id, lambda rows: len(opened(rows)) >= count, 15))
+    return [_Offer(r.id, r.entry_id, iso(r.start_at.replace(tzinfo=UTC))) for r in rows]
+
+
+def _handed_on(count: int) -> Callable[[list[Any]], bool]:
+    # At least `count` offers ended (declined or lapsed), each followed by a later offer of
+    # its slot.
+    def done(rows: list[Any]) -> bool:
+        ended = [r for r in rows if r.state in ("declined", "lapsed")]
+        return len(ended) >= count and all(
+            any(r.start_at == e.start_at and r.id > e.id for r in rows) for e in ended
+        )
+
+    return done
 
 
 @dataclass(frozen=True)
@@ -506,17 +529,10 @@ async def test_fifty_waiting_and_twenty_cancellations_over_two_processes(
             )
             assert declined.status_code == 204, declined.text
             # The rest lapse after 6 s and move on too.
-            await asyncio.sleep(7.5)
+            await asyncio.sleep(6)
+            rows = await _offers_once(raw, doctor.id, _handed_on(FREED), 20)
             watching.set()
             await watcher
-    with raw.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT id, entry_id, start_at, state, created_at, expires_at, ended_at "
-                "FROM waitlist_offers WHERE doctor_id = :d ORDER BY id"
-            ),
-            {"d": doctor.id},
-        ).all()
     assert max(s[0] for s in samples) <= 1, "a slot offered to two patients at once"
     assert max(s[1] for s in samples) <= 1, "a patient with two open offers"
     assert max(s[2] for s in samples) == 0, "an open offer of a booked slot"
