@@ -3,22 +3,26 @@ from __future__ import annotations
 import asyncio
 import email.generator
 import email.utils
+import fcntl
 import os
 import random
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 import redis.asyncio as aioredis
 from playwright import sync_api
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from starlette.testclient import TestClient
 
 from hub import db
@@ -26,6 +30,29 @@ from hub.app import create_app
 from hub.auth import Passwords, Principal, Role, Tokens
 from hub.config import Settings
 
+
+def _worker_urls() -> None:
+    """Under pytest-xdist (`-n 2`), each worker its own MariaDB database (`<name>_gw0`, ...)
+    and Redis database (the given number, less the worker's): two workers never see each
+    other's rows, keys or flushes. The Redis Cluster has one database: the tests on it run
+    one at a time (`_apart_from_the_other_worker`). Set before any test module reads them."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    n = int(worker.removeprefix("gw"))
+    if url := os.environ.get("HUB_TEST_DATABASE_URL"):
+        parsed = make_url(url)
+        os.environ["HUB_TEST_DATABASE_URL"] = parsed.set(
+            database=f"{parsed.database}_{worker}"
+        ).render_as_string(hide_password=False)
+    if url := os.environ.get("HUB_TEST_REDIS_URL"):
+        parsed_redis = urlsplit(url)
+        number = int(parsed_redis.path.strip("/") or 0) - n
+        assert number >= 0, f"HUB_TEST_REDIS_URL's database leaves none for worker {worker}"
+        os.environ["HUB_TEST_REDIS_URL"] = parsed_redis._replace(path=f"/{number}").geturl()
+
+
+_worker_urls()
 MARIADB_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL")
 CLUSTER_URL = os.environ.get("HUB_TEST_REDIS_CLUSTER_URL")  # any node of a Redis Cluster
@@ -87,6 +114,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mariadb_schema() -> str:
     assert MARIADB_URL is not None
+    name = make_url(MARIADB_URL).database
+    server = create_engine(make_url(db.sync_url(MARIADB_URL)).set(database=""))
+    with server.begin() as conn:  # a worker's own database, made the first time
+        conn.execute(
+            text(
+                f"CREATE DATABASE IF NOT EXISTS `{name}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        )
+    server.dispose()
     engine = create_engine(db.sync_url(MARIADB_URL))
     with engine.begin() as conn:  # a failure here is a failure, never a skip
         conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
@@ -295,6 +332,33 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def world(client: TestClient, settings: Settings, raw: Engine) -> World:
     return World(client, settings, raw)
+
+
+@pytest.fixture(autouse=True)
+def _apart_from_the_other_worker(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist, what two workers must not do at once. A test marked `exclusive`
+    (it stops, pauses or restarts the shared MariaDB or Redis) runs while no other test
+    does: it holds a file lock exclusively that every other test holds shared, and a gate
+    taken first gives it precedence, so the other worker's next tests wait instead of
+    starving it. The tests on the Redis Cluster (it has one database, which they empty)
+    take turns on a lock of their own."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing runs beside a test
+        yield
+        return
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    base = Path(tempfile.gettempdir()) / f"hub-tests-{run}"
+    with ExitStack() as held:
+        gate, lock, cluster = (
+            held.enter_context(open(f"{base}.{name}", "a")) for name in ("gate", "lock", "cluster")
+        )
+        fcntl.flock(gate, mode)
+        fcntl.flock(lock, mode)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        if "cluster" in request.node.nodeid:
+            fcntl.flock(cluster, fcntl.LOCK_EX)
+        yield  # the locks go with their files
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

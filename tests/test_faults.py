@@ -40,6 +40,7 @@ from hub.config import Settings
 from tests.conftest import insert_patients
 from tests.server import serve_process, stop
 
+pytestmark = pytest.mark.exclusive  # it stops the MariaDB and Redis every other test uses
 SLOTS = 30  # each wanted by two patients, one through each of two hub processes
 CONCURRENCY = 6
 PACE = 0.4  # seconds each client waits between bookings: the run lasts about 4 s
