@@ -148,6 +148,9 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=BACKOFF[min(attempts, len(BACKOFF)) - 1])
 
 
+Outcome = tuple[Notification, Delivery, str | None]  # a claimed row, what became of it, why
+
+
 class Claims:
     """Claiming due notifications for one process (`token`), and recording their outcome."""
 
@@ -192,23 +195,35 @@ class Claims:
 
     async def done(self, row: Notification, state: Delivery, detail: str | None = None) -> bool:
         """Record what became of a claimed notification; False if the claim was lost."""
-        now = self._clock()
+        return bool(await self.finish([(row, state, detail)]))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> int:
+        """Record what became of claimed notifications, in one transaction (one statement
+        per kind of outcome); how many were still this process's claims."""
+        groups: dict[tuple[Delivery, str | None], list[int]] = {}
+        for row, state, detail in outcomes:
+            groups.setdefault((state, detail[:200] if detail else None), []).append(row.id)
+        if not groups:
+            return 0
+        now, recorded = self._clock(), 0
         async with self._sessions.begin() as session:
-            result = cast(
-                CursorResult[Any],
-                await session.execute(
-                    update(Notification)
-                    .where(Notification.id == row.id, Notification.claimed_by == self.token)
-                    .values(
-                        state=state,
-                        sent_at=now if state is Delivery.sent else None,
-                        detail=detail[:200] if detail else None,
-                        claimed_by=None,
-                        claimed_at=None,
-                    )
-                ),
-            )
-        return bool(result.rowcount)
+            for (state, detail), ids in groups.items():
+                result = cast(
+                    CursorResult[Any],
+                    await session.execute(
+                        update(Notification)
+                        .where(Notification.id.in_(ids), Notification.claimed_by == self.token)
+                        .values(
+                            state=state,
+                            sent_at=now if state is Delivery.sent else None,
+                            detail=detail,
+                            claimed_by=None,
+                            claimed_at=None,
+                        )
+                    ),
+                )
+                recorded += result.rowcount
+        return recorded
 
     async def retry(self, row: Notification, error: str) -> None:
         """A failed attempt: again after a back-off, or failed for good after ATTEMPTS."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import appointments, feeds, letters, links, notices, schedules
@@ -28,6 +30,7 @@ from hub.models import (
     Notification,
     OfferState,
     Patient,
+    Schedule,
     Staff,
     Status,
     VisitType,
@@ -83,27 +86,38 @@ class Sender:
                     await asyncio.wait_for(stop.wait(), every)
 
     async def send_due(self) -> int:
-        """One round: claim what is due and send or drop each; how many were handled."""
+        """One round: claim what is due and send or drop each; how many were handled. The
+        round's facts are read in one session (the rows' accounts and appointments in a few
+        queries for them all), and what became of the rows is recorded in one transaction at
+        the end of the round, also when it is cut short."""
         claimed = await self.claims.claim()
-        for row in claimed:
-            try:
-                message = await self._message(row)
-            except Dropped as why:
-                await self.claims.done(row, Delivery.dropped, str(why))
-                continue
-            try:
-                await self._send(row, message)
-            except Exception as exc:  # the server refused or was away: later, with back-off
-                failure = _failure(exc)
-                log.warning(
-                    "notification %d not delivered (attempt %d): %s",
-                    row.id,
-                    row.attempts + 1,
-                    failure,
-                )
-                await self.claims.retry(row, failure)
-                continue
-            await self.claims.done(row, Delivery.sent)
+        outcomes: list[notices.Outcome] = []
+        try:
+            ready: list[tuple[Notification, Message]] = []
+            async with self._sessions() as session:
+                kept = await _read_ahead(session, claimed)
+                for row in claimed:
+                    try:
+                        ready.append((row, await self._message(session, row)))
+                    except Dropped as why:
+                        outcomes.append((row, Delivery.dropped, str(why)))
+                del kept
+            for row, message in ready:
+                try:
+                    await self._send(row, message)
+                except Exception as exc:  # the server refused or was away: later, with back-off
+                    failure = _failure(exc)
+                    log.warning(
+                        "notification %d not delivered (attempt %d): %s",
+                        row.id,
+                        row.attempts + 1,
+                        failure,
+                    )
+                    await self.claims.retry(row, failure)
+                    continue
+                outcomes.append((row, Delivery.sent, None))
+        finally:
+            await self.claims.finish(outcomes)
         return len(claimed)
 
     async def _send(self, row: Notification, message: Message) -> None:
@@ -112,16 +126,15 @@ class Sender:
             raise Dropped("no transport for this channel")
         await transport.send(message)
 
-    async def _message(self, row: Notification) -> Message:
+    async def _message(self, session: AsyncSession, row: Notification) -> Message:
         # The facts as they are now: what no longer applies is Dropped.
-        async with self._sessions() as session:
-            account = await _account(session, row.role, row.account_id)
-            if account is None or not account.active:
-                raise Dropped("the account is gone or inactive")
-            prefs = getattr(account, "notify", None) or {}
-            if row.kind not in ALWAYS and prefs.get(row.kind.value) is False:
-                raise Dropped(f"{row.kind.value} turned off")
-            facts = await self._facts(session, row, account)
+        account = await _account(session, row.role, row.account_id)
+        if account is None or not account.active:
+            raise Dropped("the account is gone or inactive")
+        prefs = getattr(account, "notify", None) or {}
+        if row.kind not in ALWAYS and prefs.get(row.kind.value) is False:
+            raise Dropped(f"{row.kind.value} turned off")
+        facts = await self._facts(session, row, account)
         if row.channel == "sms":
             phone = getattr(account, "phone", None)
             if not phone:
@@ -215,16 +228,43 @@ class Sender:
         )
 
 
+ACCOUNTS: dict[str, type[Account]] = {
+    "patient": Patient,
+    "doctor": Doctor,
+    "staff": Staff,
+    "admin": Admin,
+}
+
+
 async def _account(session: AsyncSession, role: str, account_id: int) -> Account | None:
-    if role == "patient":
-        return await session.get(Patient, account_id)
-    if role == "doctor":
-        return await session.get(Doctor, account_id)
-    if role == "staff":
-        return await session.get(Staff, account_id)
-    if role == "admin":
-        return await session.get(Admin, account_id)
-    return None
+    model = ACCOUNTS.get(role)
+    return None if model is None else await session.get(model, account_id)
+
+
+async def _read_ahead(session: AsyncSession, rows: Sequence[Notification]) -> list[object]:
+    # The round's accounts, appointments (with their parties) and the doctors' schedules,
+    # a query per kind for them all, into the session's identity map, where each row's reads
+    # find them. The identity map holds what it loaded weakly: the caller keeps the list.
+    loaded: list[object] = []
+    for role, model in ACCOUNTS.items():
+        ids = {row.account_id for row in rows if row.role == role}
+        if ids:
+            loaded += (await session.scalars(select(model).where(model.id.in_(ids)))).all()
+    appointment_ids = {row.appointment_id for row in rows if row.appointment_id is not None}
+    if appointment_ids:
+        booked = (
+            await session.scalars(
+                select(Appointment)
+                .where(Appointment.id.in_(appointment_ids))
+                .options(*appointments.PARTIES)
+            )
+        ).all()
+        doctors = {a.doctor_id for a in booked}
+        loaded += booked
+        loaded += (
+            await session.scalars(select(Schedule).where(Schedule.doctor_id.in_(doctors)))
+        ).all()
+    return loaded
 
 
 def _failure(exc: Exception) -> str:
