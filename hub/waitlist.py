@@ -463,7 +463,11 @@ class Waitlist:
             return
         async with self._sessions() as session:
             offers = list(
-                await session.scalars(select(WaitlistOffer).where(WaitlistOffer.id.in_(offer_ids)))
+                await session.scalars(  # in key order: two processes lock them alike
+                    select(WaitlistOffer)
+                    .where(WaitlistOffer.id.in_(offer_ids))
+                    .order_by(WaitlistOffer.id)
+                )
             )
         freed = [o for o in offers if o.hold_id is None]
         held = [o for o in offers if o.hold_id is not None]
