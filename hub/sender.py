@@ -93,18 +93,19 @@ class Sender:
         claimed = await self.claims.claim()
         outcomes: list[notices.Outcome] = []
         try:
-            ready: list[tuple[Notification, Message]] = []
+            known: list[tuple[Notification, letters.Facts, str | None]] = []
             async with self._sessions() as session:
                 kept = await _read_ahead(session, claimed)
                 for row in claimed:
                     try:
-                        ready.append((row, await self._message(session, row)))
+                        known.append((row, *await self._facts_now(session, row)))
                     except Dropped as why:
                         outcomes.append((row, Delivery.dropped, str(why)))
                 del kept
-            for row, message in ready:
+            # Written once the session is closed: on SQLite it holds the write lock.
+            for row, facts, phone in known:
                 try:
-                    await self._send(row, message)
+                    await self._send(row, _written(facts, phone))
                 except Exception as exc:  # the server refused or was away: later, with back-off
                     failure = _failure(exc)
                     log.warning(
@@ -126,21 +127,23 @@ class Sender:
             raise Dropped("no transport for this channel")
         await transport.send(message)
 
-    async def _message(self, session: AsyncSession, row: Notification) -> Message:
-        # The facts as they are now: what no longer applies is Dropped.
+    async def _facts_now(
+        self, session: AsyncSession, row: Notification
+    ) -> tuple[letters.Facts, str | None]:
+        # The facts as they are now, and the phone a text goes to (None for an email): what
+        # no longer applies is Dropped.
         account = await _account(session, row.role, row.account_id)
         if account is None or not account.active:
             raise Dropped("the account is gone or inactive")
         prefs = getattr(account, "notify", None) or {}
         if row.kind not in ALWAYS and prefs.get(row.kind.value) is False:
             raise Dropped(f"{row.kind.value} turned off")
-        facts = await self._facts(session, row, account)
+        phone: str | None = None
         if row.channel == "sms":
             phone = getattr(account, "phone", None)
             if not phone:
                 raise Dropped("no phone number")
-            return letters.short(facts, phone)
-        return letters.compose(facts)
+        return await self._facts(session, row, account), phone
 
     async def _facts(
         self, session: AsyncSession, row: Notification, account: Account
@@ -265,6 +268,10 @@ async def _read_ahead(session: AsyncSession, rows: Sequence[Notification]) -> li
             await session.scalars(select(Schedule).where(Schedule.doctor_id.in_(doctors)))
         ).all()
     return loaded
+
+
+def _written(facts: letters.Facts, phone: str | None) -> Message:
+    return letters.compose(facts) if phone is None else letters.short(facts, phone)
 
 
 def _failure(exc: Exception) -> str:

@@ -470,21 +470,22 @@ class Waitlist:
                 )
             )
         freed = [o for o in offers if o.hold_id is None]
-        held = [o for o in offers if o.hold_id is not None]
+        held = [(o, o.hold_id) for o in offers if o.hold_id is not None]
+        cleared: list[str] = []
         if held:  # whoever clears a hold hands its slot on, once
             async with self._sessions.begin() as session:
-                for offer in held:
+                for offer, hold_id in held:
                     claimed = await session.execute(
                         update(WaitlistOffer)
-                        .where(WaitlistOffer.id == offer.id, WaitlistOffer.hold_id == offer.hold_id)
+                        .where(WaitlistOffer.id == offer.id, WaitlistOffer.hold_id == hold_id)
                         .values(hold_id=None)
                     )
                     if claimed.rowcount:  # type: ignore[attr-defined]
                         freed.append(offer)
-            for offer in freed:
-                if offer.hold_id is not None:
-                    with contextlib.suppress(HoldsUnavailable):
-                        await self._holds.release(Hold.parse(offer.hold_id))
+                        cleared.append(hold_id)
+        for hold_id in cleared:
+            with contextlib.suppress(HoldsUnavailable):
+                await self._holds.release(Hold.parse(hold_id))
         if not freed:
             return
         await self._match_quietly(doctor_id)

@@ -84,7 +84,10 @@ class Clinic:
         self.http = httpx.Client(base_url=url, timeout=10)
         self.serial = 0
 
-    def close(self) -> None:
+    def __enter__(self) -> Clinic:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         self.http.close()
 
     def _person(self, first: str, last: str, **extra: Any) -> dict[str, Any]:
@@ -348,12 +351,10 @@ def focus_ring(page: Any) -> str:
 def test_patients_and_the_doctor_see_holds_bookings_and_cancellations_live(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Gregory", "House")
         ada = clinic.patient("Ada", "Lovelace")
         blaise = clinic.patient("Blaise", "Pascal")
-        clinic.close()
         start = slot(10, days_ahead=7)
 
         page_a = pages.open(url, zone="Europe/Berlin")
@@ -433,8 +434,7 @@ def test_pages_show_reconnecting_then_live_with_the_right_state_after_a_restart(
 ) -> None:
     start = slot(10, days_ahead=8)
     other = slot(11, days_ahead=8)
-    with hub_process(settings, tmp_path) as hub:
-        clinic = Clinic(hub.url)
+    with hub_process(settings, tmp_path) as hub, Clinic(hub.url) as clinic:
         doctor = clinic.doctor("Lisa", "Cuddy")
         ada = clinic.patient("Ada", "Lovelace")
         blaise = clinic.patient("Blaise", "Pascal")
@@ -503,18 +503,15 @@ def test_pages_show_reconnecting_then_live_with_the_right_state_after_a_restart(
             "data-state", "live", timeout=RECONNECT_MS
         )
         expect(slot_a).to_be_enabled()
-        clinic.close()
 
 
 # ---- 3. keyboard only -----------------------------------------------------------------------
 
 
 def test_a_patient_books_with_the_keyboard_alone(pages: Pages, settings: Settings) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("James", "Wilson")
         ada = clinic.patient("Ada", "Lovelace")
-        clinic.close()
         start = slot(14, days_ahead=9)
         page = pages.open(url, zone="Asia/Tokyo")
         keys = page.keyboard
@@ -563,8 +560,7 @@ def test_a_patient_books_with_the_keyboard_alone(pages: Pages, settings: Setting
 def test_server_messages_show_next_to_fields_and_actions(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Meredith", "Grey")
         ada = clinic.patient("Ada", "Lovelace")
         blaise = clinic.patient("Blaise", "Pascal")
@@ -660,7 +656,6 @@ def test_server_messages_show_next_to_fields_and_actions(
         expect(page_x.locator('[data-field="name"] .field-error')).to_contain_text("already exists")
         expect(page_x.locator("#doctors-table")).to_contain_text("Dr Meredith Grey")
         expect(page_x.locator("#patients-table")).to_contain_text("Blaise Pascal")
-        clinic.close()
 
 
 # ---- 5. rescheduling, and a hold that runs out ----------------------------------------------
@@ -669,13 +664,11 @@ def test_server_messages_show_next_to_fields_and_actions(
 def test_a_patient_reschedules_and_an_unconfirmed_hold_runs_out(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(dataclasses.replace(settings, hold_ttl=3)) as url:
-        clinic = Clinic(url)
+    with run_server(dataclasses.replace(settings, hold_ttl=3)) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
         old, new = slot(10, days_ahead=7), slot(15, days_ahead=7)
         booked = clinic.book(ada, doctor, old)
-        clinic.close()
         page_d = pages.open(url)
         sign_in(page_d, doctor)
         page = pages.open(url, zone="Europe/Berlin")
@@ -724,13 +717,11 @@ def test_a_patient_reschedules_and_an_unconfirmed_hold_runs_out(
 def test_the_front_desk_books_for_a_caller_while_another_patient_sees_it_live(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         clinic.patient("Grace", "Hopper")  # who calls
         watcher = clinic.patient("Ada", "Lovelace")
         add_desk(clinic, admin_token(clinic, raw, settings))
-        clinic.close()
         moment = slot(9, days_ahead=8)  # the day's first free time, which the desk picks
         page_w = pages.open(url)
         sign_in(page_w, watcher)
@@ -754,12 +745,10 @@ def test_the_front_desk_books_for_a_caller_while_another_patient_sees_it_live(
 def test_a_doctor_cancels_with_a_reason_and_the_patients_page_shows_it(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
         booked = clinic.book(ada, doctor, slot(10, days_ahead=7))
-        clinic.close()
         page_d = pages.open(url)
         sign_in(page_d, doctor)
         item = page_d.locator(f'.appt[data-appointment-id="{booked["id"]}"]')
@@ -781,8 +770,10 @@ def test_a_doctor_cancels_with_a_reason_and_the_patients_page_shows_it(
 def test_an_admin_approves_a_pending_doctor_who_is_then_listed(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(dataclasses.replace(settings, approve_doctors=True)) as url:
-        clinic = Clinic(url)
+    with (
+        run_server(dataclasses.replace(settings, approve_doctors=True)) as url,
+        Clinic(url) as clinic,
+    ):
         doctor = clinic.doctor("Cristina", "Yang")
         assert doctor.id not in [d["id"] for d in clinic.http.get("/doctors/").json()]
         make_admin(raw, settings, "admin@example.org")
@@ -796,7 +787,6 @@ def test_an_admin_approves_a_pending_doctor_who_is_then_listed(
         row.get_by_role("button", name="Deactivate Dr Cristina Yang").click()
         expect(row).to_contain_text("Deactivated")
         assert doctor.id not in [d["id"] for d in clinic.http.get("/doctors/").json()]
-        clinic.close()
 
 
 # ---- 7. a sign-in that outlives its token and is shared by every tab -----------------------
@@ -805,10 +795,8 @@ def test_an_admin_approves_a_pending_doctor_who_is_then_listed(
 def test_a_new_tab_is_signed_in_and_a_page_outlives_its_access_token(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(dataclasses.replace(settings, token_ttl=3)) as url:
-        clinic = Clinic(url)
+    with run_server(dataclasses.replace(settings, token_ttl=3)) as url, Clinic(url) as clinic:
         ada = clinic.patient("Ada", "Lovelace")
-        clinic.close()
         page = pages.open(url)
         sign_in(page, ada)
         other = page.context.new_page()  # a second tab of the same browser
@@ -854,8 +842,7 @@ def page_width(page: Any) -> int:
 def test_the_cancel_cutoff_and_a_refused_second_booking_show_before_a_hold(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Lisa", "Cuddy")
         ada, blaise = clinic.patient("Ada", "Lovelace"), clinic.patient("Blaise", "Pascal")
         clinic.book(ada, doctor, slot(10))
@@ -892,14 +879,12 @@ def test_the_cancel_cutoff_and_a_refused_second_booking_show_before_a_hold(
         calendar = clinic.http.get(f"/doctors/{doctor.id}/slots?from={day}&to={day}").json()
         states = {s["start"]: s["state"] for s in calendar["slots"]}
         assert states[iso(slot(12))] == "free"  # no hold was granted
-        clinic.close()
 
 
 def test_a_phone_fits_a_50_character_specialization_and_the_calendar_comes_up(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         admin = admin_token(clinic, raw, settings)
         sid = add_specialization(clinic, admin, LONG_NAME)
         doctor = clinic.doctor("Derek", "Shepherd", specialization_id=sid)
@@ -928,15 +913,12 @@ def test_a_phone_fits_a_50_character_specialization_and_the_calendar_comes_up(
         sign_in(page, "admin@example.org", role="admin")
         expect(page.locator("#doctors-table")).to_contain_text(LONG_NAME)
         assert page_width(page) <= PHONE["width"]
-        clinic.close()
 
 
 def test_slot_times_are_at_least_16_px(pages: Pages, settings: Settings) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("James", "Wilson")
         ada = clinic.patient("Ada", "Lovelace")
-        clinic.close()
         for viewport in (DESKTOP, PHONE):
             page = pages.open(url, viewport=viewport)
             sign_in(page, ada)
@@ -950,8 +932,7 @@ def test_slot_times_are_at_least_16_px(pages: Pages, settings: Settings) -> None
 def test_an_admin_renames_and_removes_specializations(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         admin = admin_token(clinic, raw, settings)
         add_specialization(clinic, admin, "Sleep Medcine")
         clinic.doctor("Meredith", "Grey")  # Cardiology is in use
@@ -975,7 +956,6 @@ def test_an_admin_renames_and_removes_specializations(
         expect(specs).not_to_contain_text("Sleep Medicine")
         names = [s["name"] for s in clinic.http.get("/specializations/").json()]
         assert "Sleep Medicine" not in names and SPECIALIZATION in names
-        clinic.close()
 
 
 # ---- 8. screenshots --------------------------------------------------------------------------
@@ -987,8 +967,7 @@ def test_screenshots_of_every_page(
     if backend != "embedded":
         pytest.skip("the pages look the same on every backend: shot once")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Gregory", "House")
         ada = clinic.patient("Ada", "Lovelace")
         blaise = clinic.patient("Blaise", "Pascal")
@@ -1070,7 +1049,6 @@ def test_screenshots_of_every_page(
             expect(page.locator("main")).to_contain_text("Blaise Pascal")
             shoot(page, "day")
             page.context.close()
-        clinic.close()
     names = sorted(path.name for path in SHOTS.glob("*.png"))
     shown = ("login", "register", "book", "book-refused", "mine", "waitlist", "dashboard", "admin")
     for name in (*shown, "desk", "day"):
@@ -1086,8 +1064,7 @@ REREAD_MS = LIVE_MS + 1000  # the event within LIVE_MS, then the page reads the 
 def test_the_front_desk_sees_the_clinics_day_live_and_moves_and_cancels_from_it(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         house = clinic.doctor("Gregory", "House")
         bailey = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
@@ -1143,14 +1120,53 @@ def test_the_front_desk_sees_the_clinics_day_live_and_moves_and_cancels_from_it(
         page.get_by_role("button", name=re.compile("Blaise Pascal")).click()
         expect(page.get_by_label("Doctor")).to_have_value(str(house.id))
         expect(page.locator(".desk-times button").first).to_be_visible()
-        clinic.close()
+
+
+def test_the_clinics_day_shows_a_booking_made_before_its_watch_began(
+    pages: Pages, settings: Settings, raw: Engine
+) -> None:
+    # The page reads the day, then starts watching each doctor: a booking in between is in
+    # the watch's snapshot only, never in an event. The page's watch is held back until the
+    # booking is in.
+    with run_server(settings) as url, Clinic(url) as clinic:
+        house = clinic.doctor("Gregory", "House")
+        ada = clinic.patient("Ada", "Lovelace")
+        add_desk(clinic, admin_token(clinic, raw, settings))
+        day = slot(10).date().isoformat()
+        booked: list[dict[str, Any]] = []
+
+        def between(ws: Any) -> None:
+            server = ws.connect_to_server()
+
+            def to_server(message: str | bytes) -> None:
+                command = json.loads(message)
+                if (
+                    not booked
+                    and command.get("type") == "watch"
+                    and command.get("doctor_id") == house.id
+                    and command.get("from") == day
+                ):
+                    booked.append(clinic.book(ada, house, slot(10)))
+                server.send(message)
+
+            ws.on_message(to_server)
+
+        page = pages.open(url)
+        page.route_web_socket(re.compile(r"/ws"), between)
+        sign_in(page, "desk@example.org", role="staff")
+        page.get_by_role("link", name="Clinic's day").click()
+        page.get_by_label("Day").fill(day)
+        column = page.locator(f'.doctor-day[data-doctor-id="{house.id}"]')
+        expect(page.locator("#day-title")).not_to_be_empty()
+        item = column.locator(".appt", has_text="Ada Lovelace")
+        expect(item).to_contain_text(f"10:00{DASH}11:00", timeout=REREAD_MS)
+        assert booked and item.get_attribute("data-appointment-id") == str(booked[0]["id"])
 
 
 def test_a_doctors_upcoming_keeps_cancelled_and_moved_entries_under_changes(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
         blaise = clinic.patient("Blaise", "Pascal")
@@ -1166,7 +1182,6 @@ def test_a_doctors_upcoming_keeps_cancelled_and_moved_entries_under_changes(
             headers=blaise.headers,
         )
         assert answer.status_code == 200, answer.text
-        clinic.close()
         page = pages.open(url)
         sign_in(page, doctor)
         upcoming = page.locator("#later")
@@ -1193,8 +1208,7 @@ def test_a_doctors_upcoming_keeps_cancelled_and_moved_entries_under_changes(
 def test_a_waitlisted_patient_receives_an_offer_on_their_page_and_accepts_it(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         moment = slot(9, days_ahead=7)
         day = moment.date()
@@ -1223,7 +1237,6 @@ def test_a_waitlisted_patient_receives_an_offer_on_their_page_and_accepts_it(
             headers=doctor.headers,
         )
         assert answer.status_code == 200, answer.text
-        clinic.close()
         expect(section).to_contain_text("A time is held for you", timeout=LIVE_MS)
         expect(section.locator(".offer-clock")).to_contain_text("held for you for")
         section.get_by_role("button", name="Accept this time").click()
@@ -1235,8 +1248,7 @@ def test_a_waitlisted_patient_receives_an_offer_on_their_page_and_accepts_it(
 def test_the_front_desk_puts_a_caller_on_the_waitlist_of_a_full_day(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         grace = clinic.patient("Grace", "Hopper")
         moment = slot(9, days_ahead=7)
@@ -1259,7 +1271,6 @@ def test_the_front_desk_puts_a_caller_on_the_waitlist_of_a_full_day(
         assert [(e["doctor_id"], e["urgent"], e["position"]) for e in listed] == [
             (doctor.id, True, 1)
         ]
-        clinic.close()
 
 
 FEED_SHOTS = SHOTS  # beside every other page's
@@ -1268,8 +1279,7 @@ FEED_SHOTS = SHOTS  # beside every other page's
 def test_a_patient_turns_the_calendar_feed_on_and_adds_an_appointment_to_their_calendar(
     pages: Pages, settings: Settings
 ) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
         booked = clinic.book(ada, doctor, slot(10))
@@ -1302,12 +1312,10 @@ def test_a_patient_turns_the_calendar_feed_on_and_adds_an_appointment_to_their_c
             card.get_by_role("button", name="Turn off").click()
             expect(card.locator(".message")).to_contain_text("no longer works")
             assert httpx.get(answer.url).status_code == 404
-        clinic.close()
 
 
 def test_a_doctor_turns_the_feed_on_with_patient_names(pages: Pages, settings: Settings) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         clinic.book(clinic.patient("Ada", "Lovelace"), doctor, slot(10))
         page = pages.open(url, viewport=PHONE)
@@ -1323,7 +1331,6 @@ def test_a_doctor_turns_the_feed_on_with_patient_names(pages: Pages, settings: S
         card.scroll_into_view_if_needed()
         FEED_SHOTS.mkdir(parents=True, exist_ok=True)
         card.screenshot(path=str(FEED_SHOTS / "feed-doctor-phone.png"))
-        clinic.close()
 
 
 def test_a_manage_link_cancels_its_appointment_and_is_used_after(
@@ -1331,8 +1338,7 @@ def test_a_manage_link_cancels_its_appointment_and_is_used_after(
 ) -> None:
     from tests.test_manage import manage_token
 
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         doctor = clinic.doctor("Miranda", "Bailey")
         ada = clinic.patient("Ada", "Lovelace")
         booked = clinic.book(ada, doctor, slot(10, days_ahead=7))
@@ -1356,7 +1362,6 @@ def test_a_manage_link_cancels_its_appointment_and_is_used_after(
         assert [(a["status"], a["cancel_reason"]) for a in mine] == [
             ("cancelled", "Feeling better")
         ]
-        clinic.close()
 
 
 # ---- verified addresses and password reset ---------------------------------------------------
@@ -1382,8 +1387,7 @@ def test_a_forgotten_password_is_set_again_through_the_emailed_link(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
     ADDRESS_SHOTS.mkdir(parents=True, exist_ok=True)
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         ada = clinic.patient("Ada", "Lovelace")
         page = pages.open(url)
         page.get_by_role("link", name="Forgot your password?").click()
@@ -1412,15 +1416,13 @@ def test_a_forgotten_password_is_set_again_through_the_emailed_link(
         page.get_by_label("The same again").fill("yet another passphrase")
         page.get_by_role("button", name="Set the new password").click()
         expect(page.locator("#reset-message")).to_contain_text("used already or has expired")
-        clinic.close()
 
 
 def test_an_unverified_patient_is_asked_to_verify_and_the_link_verifies(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
     ADDRESS_SHOTS.mkdir(parents=True, exist_ok=True)
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         for width, viewport in ((1280, DESKTOP), (375, PHONE)):
             grace = clinic.patient("Grace", "Hopper")
             page = pages.open(url, viewport=viewport)
@@ -1457,12 +1459,10 @@ def test_an_unverified_patient_is_asked_to_verify_and_the_link_verifies(
             page.get_by_role("link", name="Go to booking").click()
             expect(page.locator("h1")).to_have_text("Book an appointment")
             expect(page.locator("#verify-note")).to_be_hidden()
-        clinic.close()
 
 
 def test_a_patient_turns_reminders_off_on_their_page(pages: Pages, settings: Settings) -> None:
-    with run_server(settings) as url:
-        clinic = Clinic(url)
+    with run_server(settings) as url, Clinic(url) as clinic:
         ada = clinic.patient("Ada", "Lovelace")
         page = pages.open(url)
         sign_in(page, ada)
@@ -1475,4 +1475,3 @@ def test_a_patient_turns_reminders_off_on_their_page(pages: Pages, settings: Set
         assert saved.json()["reminder"] is False
         page.reload()
         expect(page.get_by_label("Reminders before an appointment")).not_to_be_checked()
-        clinic.close()

@@ -383,6 +383,12 @@ export const mount = defineView((view, ctx, life) => {
   life.listen(live, 'slot', (event) => {
     if (state.watched.has(event.doctor_id)) refreshSoon();
   });
+  // A watch starts after the day was read: what changed in between shows only in the
+  // watch's snapshot, so the day is read once more when a snapshot answers (a burst of
+  // them, one per doctor, is one read; the read that follows starts no new watch).
+  life.listen(live, 'snapshot', (snapshot) => {
+    if (state.watched.has(snapshot.doctor_id)) refreshSoon();
+  });
   life.listen(live, 'ready', ({ resumed }) => {
     if (resumed) refreshSoon();
   });
