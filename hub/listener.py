@@ -25,8 +25,11 @@ from typing import Any, Generic, TypeVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 T = TypeVar("T")
+# The scope extension `Session` offers its `write_now` under (hub.ws.connection uses it).
+WRITE_NOW = "hub.write_now"
 
 # Every process's count of sockets waiting for a request, by peer address.
 _waiting: Counter[str] = Counter()
@@ -208,6 +211,33 @@ class Session(WebSocketsSansIOProtocol):
         if self.writable.is_set():  # it starts set: the socket takes writes
             writable.set()
         self.writable = writable  # type: ignore[assignment]
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the handshake was accepted: the app is called with this
+            scope["extensions"][WRITE_NOW] = self.write_now
+
+    def write_now(self, text: str) -> bool:
+        """Send a text frame from a callback, without the ASGI send's round of awaits (a
+        fan-out writes one event to thousands of sessions, as websockets' `broadcast` does):
+        False, and nothing sent, unless the session is open and its socket takes writes
+        without waiting; the app then sends it the ASGI way."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def start_keepalive(self) -> None:
         # Called once the 101 response is written: the handshake is over. The request stays

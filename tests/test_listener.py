@@ -4,16 +4,21 @@ address, and never in the way of anyone else (a real `python -m hub serve` proce
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+from websockets.sync.client import connect
 
 from hub.config import Settings
-from hub.listener import Flag, Inbox
-from tests.server import serve_process, stop
+from hub.listener import Flag, Inbox, Session
+from hub.ws.queue import Outgoing
+from tests.server import serve_in_thread, serve_process, stop
 
 CAP = 20
 TIMEOUT = 2.0
@@ -125,3 +130,64 @@ async def test_the_sessions_writable_flag_wakes_every_waiter_and_can_be_cleared(
     late.cancel()
     flag.set()
     assert await flag.wait() is True
+
+
+def test_a_session_writes_a_frame_at_once_only_while_open_and_its_socket_takes_writes(
+    settings: Settings,
+) -> None:
+    with serve_in_thread(settings) as (url, server):
+        with connect(url.replace("http", "ws", 1) + "/ws", open_timeout=5) as ws:
+            session = _accepted_session(server)
+
+            def now(work: Callable[[], Any]) -> Any:  # on the server's loop, its result
+                async def call() -> Any:
+                    return work()
+
+                return asyncio.run_coroutine_threadsafe(call(), session.loop).result(5)
+
+            assert now(lambda: session.write_now('{"type":"pong"}')) is True
+            assert json.loads(ws.recv(timeout=5)) == {"type": "pong"}
+            now(session.pause_writing)  # the socket's buffer is past its high-water mark
+            assert now(lambda: session.write_now('{"type":"pong","ref":"late"}')) is False
+            now(session.resume_writing)
+            ws.close()
+        deadline = time.monotonic() + 5
+        while not session.disconnected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert now(lambda: session.write_now('{"type":"pong"}')) is False
+
+
+def _accepted_session(server: Any) -> Session:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for protocol in list(server.server_state.connections):
+            if isinstance(protocol, Session) and protocol.handshake_complete:
+                return protocol
+        time.sleep(0.01)
+    raise AssertionError("no WebSocket session was accepted")
+
+
+def test_a_queue_sent_at_once_stops_where_the_socket_refuses_and_flushes_the_rest_in_order() -> (
+    None
+):
+    queue = Outgoing()
+    for n in range(4):
+        queue.put_text(f"frame {n}")
+    written: list[str] = []
+
+    def write(frame: str) -> bool:  # the socket takes two frames, then is full
+        if len(written) == 2:
+            return False
+        written.append(frame)
+        return True
+
+    assert queue.send_now(write) is False
+    assert written == ["frame 0", "frame 1"] and len(queue) == 2
+    flushed: list[str] = []
+
+    async def send(frame: str) -> None:
+        flushed.append(frame)
+
+    asyncio.run(queue.flush(send))
+    assert flushed == ["frame 2", "frame 3"] and len(queue) == 0
+    assert queue.send_now(write) is True  # nothing left: nothing written

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -12,6 +12,7 @@ from hub.auth import Principal
 from hub.bus import slot_channel
 from hub.calendar import Window
 from hub.errors import Unauthenticated
+from hub.listener import WRITE_NOW
 from hub.protocol import Close, Event, Resynced
 from hub.runtime import Hub
 from hub.state import State
@@ -93,6 +94,7 @@ class Connection:
         "_tasks",
         "_timer",
         "_wake",
+        "_write_now",
         "_writer",
         "expires",
         "feed",
@@ -124,6 +126,9 @@ class Connection:
         self._wake: asyncio.Future[None] | None = None  # the writer's, while it waits
         self._timer: asyncio.TimerHandle | None = None  # the guard's next check
         self._ended: asyncio.Future[None] | None = None  # set once the reader has ended
+        self._write_now: Callable[[str], bool] | None = websocket.scope.get("extensions", {}).get(
+            WRITE_NOW
+        )
 
     def leave(self) -> None:
         """End the session for a restart: at once when no command is in flight, else right
@@ -207,12 +212,18 @@ class Connection:
     # -- writing -------------------------------------------------------------------------
 
     def _on_frame(self) -> None:
+        # No send in flight (no writer, or one waiting for the next frame): the frame goes
+        # out at once where the server lets us write from here (`hub.listener.Session`),
+        # else, and whenever the socket is full, through the writer.
         wake = self._wake
         if wake is not None:  # a writer waits for the next frame
-            if not wake.done():
+            if not wake.done() and not self._sent_now():
                 wake.set_result(None)
-        elif self._writer is None or self._writer.done():
+        elif (self._writer is None or self._writer.done()) and not self._sent_now():
             self._writer = self._spawn(self._write())
+
+    def _sent_now(self) -> bool:
+        return self._write_now is not None and self.outgoing.send_now(self._write_now)
 
     async def _write(self) -> None:
         # While the session watches a doctor its writer stays, waiting for the next frame:

@@ -100,6 +100,19 @@ class Outgoing:
         if self.on_frame is not None:
             self.on_frame()
 
+    def send_now(self, write: Callable[[str], bool]) -> bool:
+        """Send what is pending at once with `write`, which sends a frame or, refusing,
+        sends nothing; True once the queue is empty, False when `write` refused (what is left
+        is for `flush`)."""
+        while self._pending:
+            key = next(iter(self._pending))
+            frame = self._pending[key]
+            if not write(frame):
+                return False
+            del self._pending[key]
+            self._bytes -= len(frame)
+        return True
+
     async def flush(self, send: Callable[[str], Awaitable[None]]) -> None:
         """Send what is pending, including what is queued meanwhile, until the queue is
         empty. A frame leaves the queue once it is sent, so one whose send was cancelled (the
