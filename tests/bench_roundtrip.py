@@ -6,8 +6,8 @@ Prints the CPU of a loopback TCP round trip between two asyncio streams of one p
 ends' sends and reads), and the client CPU of a bare `SELECT 1` through aiomysql (no
 SQLAlchemy). A booking is about eleven statements in one transaction, its HTTP request and
 answer, a Redis claim and a publish: where a round trip costs 0.17-0.27 ms of the client's
-CPU (this project's CI machine, 2026-12-02), its statements alone cost 2-3 ms. Not collected by pytest: speed is measured here,
-never asserted in a test.
+CPU (this project's CI machine, 2026-12-02), its statements alone cost 2-3 ms. Not collected
+by pytest: speed is measured here, never asserted in a test.
 """
 
 from __future__ import annotations
