@@ -27,9 +27,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
+from hub.protocol import WRITE_NOW
+
 T = TypeVar("T")
-# The scope extension `Session` offers its `write_now` under (hub.ws.connection uses it).
-WRITE_NOW = "hub.write_now"
 
 # Every process's count of sockets waiting for a request, by peer address.
 _waiting: Counter[str] = Counter()

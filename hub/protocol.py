@@ -51,6 +51,9 @@ Text = Annotated[str, Field(max_length=64)]
 HoldId = Annotated[str, Field(max_length=80)]
 Instant = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 STRICT = ConfigDict(extra="forbid")
+# The ASGI scope extension under which the server (hub.listener.Session) offers a session's
+# `write_now(text) -> bool`: a frame sent at once, or refused with nothing sent.
+WRITE_NOW = "hub.write_now"
 
 
 class Close(enum.IntEnum):

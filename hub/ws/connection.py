@@ -12,8 +12,7 @@ from hub.auth import Principal
 from hub.bus import slot_channel
 from hub.calendar import Window
 from hub.errors import Unauthenticated
-from hub.listener import WRITE_NOW
-from hub.protocol import Close, Event, Resynced
+from hub.protocol import WRITE_NOW, Close, Event, Resynced
 from hub.runtime import Hub
 from hub.state import State
 from hub.ws import commands
