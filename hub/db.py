@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
 
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
@@ -44,9 +45,8 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
 
 
 def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
-    # pysqlite's implicit BEGIN is deferred: two transactions that both read and then write
-    # fail with "database is locked" instead of waiting. BEGIN IMMEDIATE takes the write lock
-    # up front, so concurrent bookings queue behind the busy timeout instead of failing.
+    # pysqlite's implicit BEGIN is left off (isolation_level None): the session's first
+    # statement begins its transaction, as `_SqliteSession` chooses.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -56,12 +56,28 @@ def _serialise_sqlite_writers(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+class _SqliteSession(Session):
+    """A session on SQLite. A transaction begun on purpose (`sessions.begin()`, which every
+    write goes through) is BEGIN IMMEDIATE: it takes the write lock up front, so two that
+    read and then write queue behind the busy timeout instead of one failing with "database
+    is locked". One begun by its first statement (`sessions()`, which never commits: a read)
+    is a plain deferred BEGIN, which in WAL mode reads a snapshot beside the writer. A read
+    never queues behind a write, and a write begun while a read is open (in the same task,
+    even) does not wait the busy timeout out for it."""
+
+
+@event.listens_for(_SqliteSession, "after_begin")
+def _begin_sqlite(session: Session, transaction: SessionTransaction, connection: Any) -> None:
+    if transaction.nested:
+        return  # a SAVEPOINT inside the transaction begun below
+    immediate = transaction.origin is not SessionTransactionOrigin.AUTOBEGIN
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
+    if engine.dialect.name == "sqlite":
+        return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=_SqliteSession)
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
