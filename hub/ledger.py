@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     CompoundSelect,
@@ -29,13 +29,12 @@ from hub.models import (
     Patient,
     Schedule,
     Status,
+    VisitType,
     Waiting,
     WaitlistEntry,
     WaitlistOffer,
 )
 from hub.protocol import AppointmentChange
-
-Person = TypeVar("Person", Patient, Doctor)
 
 
 async def enter(
@@ -63,13 +62,13 @@ async def enter(
     # The schedule's lock keeps the hours still until commit and orders the doctor's
     # versions; the patient's serialises their own bookings, so the one-per-doctor rule
     # cannot be raced. Lock order everywhere: schedule, appointment, patient.
-    row, doctor_row = await _locked_bookable(session, doctor_id)
-    patient_row = await _person(session, Patient, patient.id, lock=True)
+    row, doctor_row, types = await _locked_bookable(session, doctor_id)
+    patient_row, waiting = await _locked_patient(session, patient.id, doctor_id)
     if verified_only and patient_row.email_verified_at is None:
         raise UnverifiedEmail("verify your email address first: follow the link we sent")
     policy = schedules.policy_of(row)
-    visit, hours = await visits.chosen(
-        session, doctor_id, schedules.availability_of(row), visit_type_id, by or patient
+    visit, hours = visits.choose(
+        types, schedules.availability_of(row), visit_type_id, by or patient, doctor_id
     )
     availability.check_offered(hours, start, now)
     end = start + hours.length
@@ -114,7 +113,8 @@ async def enter(
     )
     if key is not None:
         await idempotency.record(session, key, appointment.id, now)
-    await _leave_waitlist(session, patient.id, doctor_id, start, now)
+    if waiting:
+        await _leave_waitlist(session, patient.id, doctor_id, start, now)
     zone = notices.zone_of(patient_row.timezone, schedules.availability_of(row).zone)
     await notices.write(
         session,
@@ -134,17 +134,33 @@ async def enter(
 
 
 # The hot path's statements, built once (building a statement costs more than running it).
-_NAMES = {
-    table: select(table.first_name, table.last_name).where(table.id == bindparam("id"))
-    for table in (Patient, Doctor)
-}
-# The patient locked: their names, and the zone their reminders keep quiet hours in.
+# The patient locked: their names, the zone their reminders keep quiet hours in, and whether
+# they wait on the doctor's waitlist. Only joining a waitlist makes a live entry, under the
+# schedule's lock that a booking holds already: a booking of a patient who is not waiting
+# sends no UPDATE of the waitlist.
+_WAITING = (
+    select(WaitlistEntry.id)
+    .where(
+        WaitlistEntry.patient_id == bindparam("id"),
+        WaitlistEntry.doctor_id == bindparam("doctor"),
+        WaitlistEntry.live.is_not(None),
+    )
+    .exists()
+)
 _LOCKED_PATIENT = (
-    select(Patient.first_name, Patient.last_name, Patient.timezone, Patient.email_verified_at)
+    select(
+        Patient.first_name,
+        Patient.last_name,
+        Patient.timezone,
+        Patient.email_verified_at,
+        _WAITING.label("waiting"),
+    )
     .where(Patient.id == bindparam("id"))
     .with_for_update()
 )
-_BOOKABLE = _NAMES[Doctor].where(Doctor.approved.is_(True), Doctor.active.is_(True))
+_BOOKABLE = select(Doctor.first_name, Doctor.last_name).where(
+    Doctor.id == bindparam("id"), Doctor.approved.is_(True), Doctor.active.is_(True)
+)
 # No appointment the hub makes is longer (a visit type is 8 hours at most): the clash query
 # looks back this far from a start, so each of its parts is a range of one index.
 LONGEST = timedelta(hours=24)
@@ -215,19 +231,23 @@ _OFFERS_END = (
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-async def _person(
-    session: AsyncSession, table: type[Person], id_: int, *, lock: bool = False
-) -> Person:
+async def _locked_patient(
+    session: AsyncSession, patient_id: int, doctor_id: int
+) -> tuple[Patient, bool]:
     # Only what the answer shows of them (their names), not the whole row (a password hash).
-    query = _LOCKED_PATIENT if lock else _NAMES[table]
-    found = (await session.execute(query, {"id": id_})).first()
+    found = (
+        await session.execute(_LOCKED_PATIENT, {"id": patient_id, "doctor": doctor_id})
+    ).first()
     if found is None:
-        raise NotFound(f"{table.__tablename__[:-1]} {id_} not found")
-    person = table(id=id_, first_name=found.first_name, last_name=found.last_name)
-    if lock:
-        person.timezone = found.timezone
-        person.email_verified_at = found.email_verified_at
-    return person
+        raise NotFound(f"patient {patient_id} not found")
+    person = Patient(
+        id=patient_id,
+        first_name=found.first_name,
+        last_name=found.last_name,
+        timezone=found.timezone,
+        email_verified_at=found.email_verified_at,
+    )
+    return person, bool(found.waiting)
 
 
 async def bookable_doctor(session: AsyncSession, doctor_id: int) -> Doctor:
@@ -244,7 +264,7 @@ async def _leave_waitlist(
     params = {"patient": patient_id, "doctor": doctor_id, "start": start, "now": now}
     left = cast(CursorResult[Any], await session.execute(_ENTRIES_END, params))
     if not left.rowcount:
-        return  # not waiting for this doctor (an open offer has a live entry)
+        return  # no longer waiting (the daily sweep ended the entry); an offer has a live one
     ended = cast(CursorResult[Any], await session.execute(_OFFERS_END, params))
     if ended.rowcount:
         offers = await session.scalars(
@@ -258,28 +278,49 @@ async def _leave_waitlist(
             events.record_offer(session, offer)
 
 
+_TYPE = cast(Table, VisitType.__table__).c
+# The schedule row locked (and with it the visit types, which change only under it), the
+# doctor's names, and their visit types in order: one row per type, or one with no type.
 _LOCKED_BOOKABLE = (
-    select(Schedule, Doctor.first_name, Doctor.last_name)
+    select(
+        Schedule,
+        Doctor.first_name,
+        Doctor.last_name,
+        _TYPE.id.label("type_id"),
+        _TYPE.name.label("type_name"),
+        _TYPE.minutes,
+        _TYPE.buffer_minutes.label("type_buffer"),
+        _TYPE.online,
+    )
     .join(Doctor, Doctor.id == Schedule.doctor_id)
+    .outerjoin(VisitType, VisitType.doctor_id == Schedule.doctor_id)
     .where(
         Schedule.doctor_id == bindparam("id"),
         Doctor.approved.is_(True),
         Doctor.active.is_(True),
     )
+    .order_by(_TYPE.position, _TYPE.id)
     .with_for_update()
 )
 
 
-async def _locked_bookable(session: AsyncSession, doctor_id: int) -> tuple[Schedule, Doctor]:
+async def _locked_bookable(
+    session: AsyncSession, doctor_id: int
+) -> tuple[Schedule, Doctor, list[visits.Visit]]:
     # The doctor's schedule row locked (as events.locked_schedule locks it, and noted so that
-    # the events written after do not lock it again) and the doctor's names, in one query,
-    # if patients may book them.
-    found = (await session.execute(_LOCKED_BOOKABLE, {"id": doctor_id})).first()
-    if found is None:
+    # the events written after do not lock it again), the doctor's names and visit types, in
+    # one query, if patients may book them.
+    found = (await session.execute(_LOCKED_BOOKABLE, {"id": doctor_id})).all()
+    if not found:
         raise NotFound(f"doctor {doctor_id} not found")
-    schedule, first_name, last_name = found
+    schedule, first_name, last_name = found[0][:3]
+    types = [
+        visits.Visit(r.type_id, r.type_name, r.minutes, r.type_buffer, r.online)
+        for r in found
+        if r.type_id is not None
+    ]
     session.info.setdefault(events.LOCKED, {})[doctor_id] = schedule
-    return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name)
+    return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name), types
 
 
 def _name(person: Patient | Doctor) -> str:

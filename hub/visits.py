@@ -108,7 +108,20 @@ async def chosen(
 ) -> tuple[Visit, Availability]:
     """The visit type a request names (see `pick`) and the hours fitted to it."""
     types = await of_doctor(session, doctor_id, hours)
-    visit = pick(types, visit_type_id, caller, doctor_id, booking=booking)
+    return choose(types, hours, visit_type_id, caller, doctor_id, booking=booking)
+
+
+def choose(
+    types: Sequence[Visit],
+    hours: Availability,
+    visit_type_id: int | None,
+    caller: Principal | None,
+    doctor_id: int,
+    *,
+    booking: bool = True,
+) -> tuple[Visit, Availability]:
+    """`chosen` among visit types read already (the implicit one when there are none)."""
+    visit = pick(types or [implicit(hours)], visit_type_id, caller, doctor_id, booking=booking)
     return visit, fitted(hours, visit)
 
 

@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.testclient import TestClient
 
+from hub import db, ledger
 from hub.app import create_app
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
@@ -218,6 +220,40 @@ def test_booking_with_the_doctor_otherwise_leaves_the_list_and_hands_the_offer_o
     assert (gone["status"], gone["offer"]) == ("booked", None)
     handed = offered(world, second, two["id"])
     assert handed["start"] in (offer["start"], other)
+
+
+async def test_a_booking_updates_the_waitlist_only_of_a_patient_who_waits(world: World) -> None:
+    """A booking takes its patient off the doctor's list in its own transaction; for one who
+    is not on it (almost every booking) that costs no UPDATE of the waitlist at all."""
+    doctor = world.doctor()
+    full_day(world, doctor)
+    waiting, not_waiting = world.patient(), world.patient()
+    line = join(world, waiting, doctor)
+    engine = db.create_engine(world.settings.database_url)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    sessions = db.session_factory(engine)
+    updates: dict[int, list[str]] = {}
+    try:
+        for days, who in ((14, not_waiting), (15, waiting)):
+            statements.clear()
+
+            async def work(session: AsyncSession, who: Actor = who, days: int = days) -> None:
+                patient = Principal(Role.patient, who.id)
+                now = datetime.now(UTC)
+                await ledger.enter(session, patient, doctor.id, slot(9, days_ahead=days), now)
+
+            await db.transaction(sessions, work)
+            updates[who.id] = [s for s in statements if s.startswith("UPDATE waitlist_entries")]
+    finally:
+        await engine.dispose()
+    assert updates[not_waiting.id] == []
+    assert len(updates[waiting.id]) == 1
+    assert entry(world, waiting, line["id"])["status"] == "booked"
 
 
 def test_an_accepted_offer_moves_the_appointment_the_patient_has(world: World) -> None:
