@@ -102,7 +102,7 @@ class Sender:
                     except Dropped as why:
                         outcomes.append((row, Delivery.dropped, str(why)))
                 del kept
-            # Written once the session is closed: on SQLite it holds the write lock.
+            # Written and sent once the session is closed: no connection waits on a mail server.
             for row, facts, phone in known:
                 try:
                     await self._send(row, _written(facts, phone))
