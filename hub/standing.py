@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 
 from hub.accounts import TABLES
 from hub.auth import Principal, Role
@@ -86,11 +87,18 @@ class Standings:
         self._reading.pop((role, id_), None)
 
     async def _read(self, role: Role, id_: int) -> Standing | None:
-        table = TABLES[role]
-        approved = Doctor.approved if role is Role.doctor else None
-        columns = [table.active, table.session_epoch, *([approved] if approved else [])]
         async with self._sessions() as session:
-            row = (await session.execute(select(*columns).where(table.id == id_))).first()
+            row = (await session.execute(_READS[role], {"id": id_})).first()
         if row is None:
             return None
-        return Standing(bool(row[0]), int(row[1]), bool(row[2]) if approved else True)
+        return Standing(bool(row[0]), int(row[1]), bool(row[2]) if role is Role.doctor else True)
+
+
+def _read_of(role: Role) -> Select[*tuple[Any, ...]]:
+    table = TABLES[role]
+    approved = [Doctor.approved] if role is Role.doctor else []
+    return select(table.active, table.session_epoch, *approved).where(table.id == bindparam("id"))
+
+
+# Built once: building a statement cost more than running it (a storm of sign-ins, py-spy).
+_READS = {role: _read_of(role) for role in TABLES}
