@@ -115,6 +115,7 @@ class RedisBus:
         self._stale = False  # Redis may not be sending some channel that has sinks: resubscribe
         self._leaving: Counter[str] = Counter()  # our SUNSUBSCRIBEs not yet confirmed
         self._wanted: dict[str, list[asyncio.Future[None]]] = {}  # channels to subscribe
+        self._unwanted: dict[str, list[asyncio.Future[None]]] = {}  # to unsubscribe
         self._batcher: asyncio.Task[None] | None = None
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
@@ -154,36 +155,51 @@ class RedisBus:
     async def _subscribed(self, name: str) -> None:
         # Many connections subscribe at once (a storm of viewers, each with a personal feed):
         # their channels go to Redis together, one SSUBSCRIBE per batch.
-        done = asyncio.get_running_loop().create_future()
-        self._wanted.setdefault(name, []).append(done)
-        if self._batcher is None or self._batcher.done():
-            self._batcher = asyncio.create_task(self._subscribe_batches(), name="hub-bus-sub")
-        await asyncio.wait_for(done, self._timeout * 4)  # cancelled on timeout: skipped
-
-    async def _subscribe_batches(self) -> None:
-        while self._wanted:
-            wanted, self._wanted = self._wanted, {}
-            try:
-                async with self._lock:
-                    pubsub = await self._listening()
-                    await self._call(pubsub.ssubscribe(*wanted))
-            except Exception as exc:
-                for waiters in wanted.values():
-                    for done in waiters:
-                        if not done.done():
-                            done.set_exception(exc)
-                continue
-            for waiters in wanted.values():
-                for done in waiters:
-                    if not done.done():
-                        done.set_result(None)
+        await self._batched(self._wanted, name)
 
     async def unsubscribe(self, channel: str, sink: Sink) -> None:
-        async with self._lock:
-            if self._fanout.remove(channel, sink) and self._pubsub is not None:
-                self._leaving[self._prefix + channel] += 1
-                with contextlib.suppress(RedisError, TimeoutError, OSError):
-                    await self._call(self._pubsub.sunsubscribe(self._prefix + channel))
+        # As many leave at once (a storm's viewers closing, a process draining): a channel
+        # left by its last sink goes to Redis with the others, one SUNSUBSCRIBE per batch.
+        if self._fanout.remove(channel, sink) and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await self._batched(self._unwanted, self._prefix + channel)
+
+    async def _batched(self, queue: dict[str, list[asyncio.Future[None]]], name: str) -> None:
+        # Queued for the batcher; waits for its batch (cancelled on timeout: skipped).
+        done = asyncio.get_running_loop().create_future()
+        queue.setdefault(name, []).append(done)
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._batches(), name="hub-bus-sub")
+        await asyncio.wait_for(done, self._timeout * 4)
+
+    async def _batches(self) -> None:
+        # Subscribes first, then unsubscribes of the channels that still have no sink once
+        # Redis answered: a channel left and joined again meanwhile stays subscribed, and one
+        # joined and left again is not left subscribed. One task sends both, in order.
+        while self._wanted or self._unwanted:
+            wanted, self._wanted = self._wanted, {}
+            unwanted, self._unwanted = self._unwanted, {}
+            try:
+                async with self._lock:
+                    if wanted:
+                        pubsub = await self._listening()
+                        await self._call(pubsub.ssubscribe(*wanted))
+                    leaving = [
+                        name
+                        for name in unwanted
+                        if name[len(self._prefix) :] not in self._fanout.sinks
+                    ]
+                    if leaving and self._pubsub is not None:
+                        self._leaving.update(leaving)
+                        with contextlib.suppress(RedisError, TimeoutError, OSError):
+                            await self._call(self._pubsub.sunsubscribe(*leaving))
+            except Exception as exc:
+                _settle(wanted, exc)
+                for name, waiting in unwanted.items():  # left in the next round
+                    self._unwanted.setdefault(name, []).extend(waiting)
+                continue
+            _settle(wanted, None)
+            _settle(unwanted, None)
 
     async def _listening(self) -> PubSub:
         if isinstance(self._redis, RedisCluster):
@@ -269,6 +285,8 @@ class RedisBus:
             self._batcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._batcher
+        _settle(self._wanted, RedisError("the bus is closed"))
+        _settle(self._unwanted, None)
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -276,3 +294,14 @@ class RedisBus:
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _settle(waiting: dict[str, list[asyncio.Future[None]]], exc: Exception | None) -> None:
+    for futures in waiting.values():
+        for done in futures:
+            if done.done():
+                continue
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)

@@ -111,6 +111,63 @@ async def test_an_unsubscribed_sink_hears_nothing_more(buses: tuple[Bus, Bus, An
     assert gone.messages == []
 
 
+async def _sunsubscribes(client: Any) -> int:
+    """How many SUNSUBSCRIBE commands the Redis server has run, from its command stats."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_sunsubscribe", {}).get("calls", 0))
+
+
+async def test_sinks_leaving_at_once_are_unsubscribed_together(
+    buses: tuple[Bus, Bus, Any],
+) -> None:
+    # Thousands of sessions closing at once (a storm's viewers leaving, a process draining)
+    # used to leave one by one: each took the bus's lock for its own SUNSUBSCRIBE round trip,
+    # and every lock acquisition scanned all the waiters (quadratic in the sessions).
+    listener, publisher, client = buses
+    channels = [f"patient:{n}:appointments" for n in range(1, 301)]
+    sinks = [Inbox() for _ in channels]
+    await asyncio.gather(*(listener.subscribe(c, s) for c, s in zip(channels, sinks, strict=True)))
+    staying = Inbox()
+    await _subscribed(listener, slot_channel(1), staying)
+    before = await _sunsubscribes(client) if isinstance(client, Redis) else 0
+    await asyncio.gather(
+        *(listener.unsubscribe(c, s) for c, s in zip(channels, sinks, strict=True))
+    )
+    if client is not None:
+        for channel in (channels[0], channels[150], channels[-1]):
+            assert await _subscribers(client, "test:" + channel) == 0
+        assert await _subscribers(client, "test:" + slot_channel(1)) == 1
+    if isinstance(client, Redis):  # a cluster client sends one per channel, to its shard
+        assert await _sunsubscribes(client) - before < 30
+    for channel in channels[:5]:
+        await publisher.publish(channel, {"n": 1})
+    await publisher.publish(slot_channel(1), {"n": 2})
+    assert await staying.until(1) == [{"n": 2}]
+    assert all(sink.messages == [] for sink in sinks)
+
+
+async def test_a_channel_left_and_joined_at_once_keeps_its_subscription(
+    buses: tuple[Bus, Bus, Any],
+) -> None:
+    listener, publisher, client = buses
+    first, second, passing = Inbox(), Inbox(), Inbox()
+    await _subscribed(listener, slot_channel(3), first)
+    # The last sink leaves as another arrives: the channel stays subscribed upstream.
+    await asyncio.gather(
+        listener.unsubscribe(slot_channel(3), first), listener.subscribe(slot_channel(3), second)
+    )
+    await _until_heard(publisher, slot_channel(3), second)
+    # A sink that comes and goes at once leaves no subscription behind.
+    await asyncio.gather(
+        listener.subscribe(slot_channel(4), passing),
+        listener.unsubscribe(slot_channel(4), passing),
+    )
+    if client is not None:
+        assert await _subscribers(client, "test:" + slot_channel(4)) == 0
+        assert await _subscribers(client, "test:" + slot_channel(3)) == 1
+    assert first.messages == []
+
+
 async def _subscribers(client: Any, channel: str) -> int:
     """PUBSUB SHARDNUMSUB, asked of the node that owns the channel."""
     options = {}
