@@ -4,8 +4,9 @@ import asyncio
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from hub import access, availability, events, schedules, visits
 from hub.auth import Principal, Role
@@ -80,13 +81,40 @@ class CalendarView:
     shared: bool = False  # names no one: the one view of everyone party to none of it
 
 
+class Booked(NamedTuple):
+    """An active appointment as a calendar lays it out: a row, not an ORM object (a week of
+    a busy doctor is hundreds of them, read for every calendar a caller asks for)."""
+
+    id: int
+    doctor_id: int
+    patient_id: int
+    start_at: datetime
+    end_at: datetime
+    buffer_minutes: int
+
+
+_ACTIVE = select(
+    Appointment.id,
+    Appointment.doctor_id,
+    Appointment.patient_id,
+    Appointment.start_at,
+    Appointment.end_at,
+    Appointment.buffer_minutes,
+).where(
+    Appointment.doctor_id == bindparam("doctor"),
+    Appointment.active.is_not(None),
+    Appointment.start_at < bindparam("high"),
+    Appointment.end_at > bindparam("low"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """A doctor's offered slots on some local dates, with the active appointments by start."""
 
     hours: Availability
     slots: list[Slot]
-    active: dict[datetime, Appointment]
+    active: dict[datetime, Booked]
     policy: Policy
     patients: frozenset[int] = frozenset()  # who has one of the active appointments
     # The view of a window for callers party to none of its appointments, built once.
@@ -250,15 +278,8 @@ class Calendar:
             zone = hours.zone
             low = datetime.combine(first - timedelta(days=1), time(), tzinfo=zone)
             high = datetime.combine(last + timedelta(days=2), time(), tzinfo=zone)
-            rows = await session.scalars(
-                select(Appointment).where(
-                    Appointment.doctor_id == doctor_id,
-                    Appointment.active.is_not(None),
-                    Appointment.start_at < high,
-                    Appointment.end_at > low,
-                )
-            )
-            active = {row.start_at: row for row in rows}
+            rows = await session.execute(_ACTIVE, {"doctor": doctor_id, "low": low, "high": high})
+            active = {row.start_at: Booked(*row) for row in rows}
         try:
             held = set(await self._holds.held(doctor_id))
         except HoldsUnavailable:

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from hub.schemas import CalendarOut, PolicyIn, SlotOut
 from tests.conftest import Actor, World, iso, next_workday, slot
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -334,6 +335,21 @@ def test_the_calendar_lists_every_offered_slot_with_its_state(world: World) -> N
         (iso(slot(hour)), iso(slot(hour + 1)), "booked" if hour == 12 else "free")
         for hour in range(9, 17)
     ]
+
+
+def test_the_calendar_answers_exactly_the_documented_shape(world: World) -> None:
+    # It is written from the view's dataclasses, not through CalendarOut: the two must agree.
+    doctor, patient = world.doctor(), world.patient()
+    world.book(patient, doctor, slot(12))
+    day = next_workday()
+    for caller in (patient, None):
+        answer = _calendar(world, doctor.id, day, day, caller)
+        assert answer.headers["content-type"] == "application/json"
+        body = answer.json()
+        assert CalendarOut.model_validate(body).model_dump(mode="json") == body
+        assert set(body) == set(CalendarOut.model_fields)
+        assert set(body["policy"]) == set(PolicyIn.model_fields)
+        assert all(set(row) == set(SlotOut.model_fields) for row in body["slots"])
 
 
 def test_the_calendar_spans_the_local_dates_from_and_to_inclusive(world: World) -> None:

@@ -168,8 +168,9 @@ class Endpoint(Generic[Body, Out]):
         elif self.status == 204:
             response = Response(status_code=204)
         else:
-            content = adapter.dump_python(result, mode="json")
-            response = JSONResponse(content, status_code=self.status)
+            # JSON written by pydantic-core at once, not a dict of it then json.dumps.
+            content = adapter.dump_json(result)
+            response = Response(content, status_code=self.status, media_type="application/json")
         for cookie in call.cookies:
             response.set_cookie(**cookie)
         return response
