@@ -185,8 +185,12 @@ class Calendar:
     ) -> CalendarView:
         """Every offered slot of a doctor inside a window with its state (public), for a visit
         type (by default the first the caller may book: see `hub.visits.pick`); who booked a
-        slot only for that patient, the doctor and admins."""
-        layout = await self.layout(doctor_id, *window.dates(), visit_type_id, principal)
+        slot only for that patient, the doctor and admins. Callers who see the default visit
+        type as everyone does share their read as `snapshot` shares it."""
+        if visit_type_id is None and not visits.books_offline(principal, doctor_id):
+            _, layout = await self._shared(doctor_id, window)
+        else:
+            layout = await self.layout(doctor_id, *window.dates(), visit_type_id, principal)
         return _seen_by(principal, doctor_id, window, layout)
 
     async def snapshot(
@@ -197,6 +201,10 @@ class Calendar:
         doctor and dates while a read is under way (a storm of viewers) share the next one,
         which starts as soon as that read ends: at most one read per doctor and dates runs,
         and each caller's read starts after it asked."""
+        version, layout = await self._shared(doctor_id, window)
+        return version, _seen_by(principal, doctor_id, window, layout)
+
+    async def _shared(self, doctor_id: int, window: Window) -> tuple[int, Layout]:
         key = (doctor_id, *window.dates())
         batch = self._waiting.get(key)
         if batch is not None:
@@ -214,7 +222,7 @@ class Calendar:
                     batch.done.exception()  # retrieved: nobody may be waiting
                 raise
             batch.done.set_result((version, layout))
-        return version, _seen_by(principal, doctor_id, window, layout)
+        return version, layout
 
     async def _lead(
         self, key: tuple[int, date, date], batch: _Batch, doctor_id: int, window: Window

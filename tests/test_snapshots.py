@@ -97,6 +97,34 @@ async def test_whoever_is_party_to_an_appointment_gets_their_own_view(
     assert views["booker"] is not views["stranger"]
 
 
+async def test_calendar_reads_asked_at_once_share_one_read_but_the_desks_is_its_own(
+    world: World, settings: Settings
+) -> None:
+    # A clinic's morning: many patients read the same doctor's week at once over REST.
+    doctor = world.doctor()
+    async with runtime.open_hub(settings) as hub:
+        calendar = hub.calendar
+        real = calendar._versioned
+        reads = 0
+
+        async def versioned(doctor_id: int, shown: Window) -> tuple[int, Layout]:
+            nonlocal reads
+            reads += 1
+            return await real(doctor_id, shown)
+
+        calendar._versioned = versioned  # type: ignore[method-assign]
+        patients = [Principal(Role.patient, 20_000 + n) for n in range(50)]
+        views = await asyncio.gather(
+            *(calendar.view(who, doctor.id, window()) for who in [*patients, None])
+        )
+        assert reads == 1, f"{reads} reads for 51 asks"
+        assert len({id(view) for view in views}) == 1
+        # The front desk and the doctor may see front-desk-only visit types: their own read.
+        for who in (Principal(Role.staff, 1), Principal(Role.doctor, doctor.id)):
+            await calendar.view(who, doctor.id, window())
+        assert reads == 1
+
+
 def test_a_shared_snapshot_frame_carries_each_clients_ref() -> None:
     from hub.calendar import CalendarView, SlotView
     from hub.schedules import Policy
