@@ -144,12 +144,18 @@ class RedisBus:
                     await self._subscribed(self._prefix + channel)
                     return
                 except (RedisError, TimeoutError, OSError):
-                    if attempt == len(RETRIES) - 1:
+                    if attempt == len(RETRIES) - 1 or self._closed:
                         raise
                     await asyncio.sleep(pause)  # a slow moment of Redis is not a failure
-        except BaseException:
-            # As if it never happened, so the next subscriber to the channel tries again.
-            self._fanout.remove(channel, sink)
+        except BaseException as exc:
+            # As if it never happened, so the next subscriber to the channel tries again; a
+            # subscribe already sent is undone by the batcher (not waited for here).
+            if self._fanout.remove(channel, sink) and not self._closed:
+                self._enqueue(self._unwanted, self._prefix + channel)
+            elif channel in self._fanout.sinks and not isinstance(exc, asyncio.CancelledError):
+                # Sinks that joined while this one tried took it as subscribed: the reader
+                # subscribes every channel with sinks again.
+                self._stale = True
             raise
 
     async def _subscribed(self, name: str) -> None:
@@ -166,40 +172,50 @@ class RedisBus:
 
     async def _batched(self, queue: dict[str, list[asyncio.Future[None]]], name: str) -> None:
         # Queued for the batcher; waits for its batch (cancelled on timeout: skipped).
+        if self._closed:
+            raise RedisError("the bus is closed")
+        await asyncio.wait_for(self._enqueue(queue, name), self._timeout * 4)
+
+    def _enqueue(
+        self, queue: dict[str, list[asyncio.Future[None]]], name: str
+    ) -> asyncio.Future[None]:
         done = asyncio.get_running_loop().create_future()
         queue.setdefault(name, []).append(done)
         if self._batcher is None or self._batcher.done():
             self._batcher = asyncio.create_task(self._batches(), name="hub-bus-sub")
-        await asyncio.wait_for(done, self._timeout * 4)
+        return done
+
+    def _has_sinks(self, name: str) -> bool:
+        return name[len(self._prefix) :] in self._fanout.sinks
 
     async def _batches(self) -> None:
-        # Subscribes first, then unsubscribes of the channels that still have no sink once
-        # Redis answered: a channel left and joined again meanwhile stays subscribed, and one
-        # joined and left again is not left subscribed. One task sends both, in order.
+        # One task sends both, in order, each round under the lock: the SSUBSCRIBE of the
+        # channels that still have sinks (one whose subscriber gave up is not subscribed), then
+        # the SUNSUBSCRIBE of those that still have none once Redis answered (a channel left
+        # and joined again meanwhile stays subscribed). A failed subscribe fails its waiters
+        # and does not hold back the unsubscribes.
         while self._wanted or self._unwanted:
             wanted, self._wanted = self._wanted, {}
             unwanted, self._unwanted = self._unwanted, {}
+            failure: Exception | None = RedisError("the bus is closed")  # until answered
             try:
                 async with self._lock:
-                    if wanted:
-                        pubsub = await self._listening()
-                        await self._call(pubsub.ssubscribe(*wanted))
-                    leaving = [
-                        name
-                        for name in unwanted
-                        if name[len(self._prefix) :] not in self._fanout.sinks
-                    ]
+                    joining = [name for name in wanted if self._has_sinks(name)]
+                    try:
+                        if joining:
+                            pubsub = await self._listening()
+                            await self._call(pubsub.ssubscribe(*joining))
+                        failure = None
+                    except Exception as exc:
+                        failure = exc
+                    leaving = [name for name in unwanted if not self._has_sinks(name)]
                     if leaving and self._pubsub is not None:
                         self._leaving.update(leaving)
                         with contextlib.suppress(RedisError, TimeoutError, OSError):
                             await self._call(self._pubsub.sunsubscribe(*leaving))
-            except Exception as exc:
-                _settle(wanted, exc)
-                for name, waiting in unwanted.items():  # left in the next round
-                    self._unwanted.setdefault(name, []).extend(waiting)
-                continue
-            _settle(wanted, None)
-            _settle(unwanted, None)
+            finally:  # cancelled by close: nobody is left waiting
+                _settle(wanted, failure)
+                _settle(unwanted, None)
 
     async def _listening(self) -> PubSub:
         if isinstance(self._redis, RedisCluster):

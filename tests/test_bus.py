@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import Connection
+from redis.exceptions import RedisError
 
 from hub.bus import Bus, MemoryBus, Message, RedisBus, slot_channel
 from tests.conftest import REDIS_KINDS, REDIS_URL, async_redis
@@ -162,10 +163,34 @@ async def test_a_channel_left_and_joined_at_once_keeps_its_subscription(
         listener.subscribe(slot_channel(4), passing),
         listener.unsubscribe(slot_channel(4), passing),
     )
+    # A subscriber that gives up at once (its watch cancelled) leaves none behind either.
+    quitter = asyncio.create_task(listener.subscribe(slot_channel(5), Inbox()))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await quitter
+    await asyncio.sleep(0.2)
     if client is not None:
-        assert await _subscribers(client, "test:" + slot_channel(4)) == 0
-        assert await _subscribers(client, "test:" + slot_channel(3)) == 1
+        for channel, count in ((slot_channel(4), 0), (slot_channel(5), 0), (slot_channel(3), 1)):
+            assert await _subscribers(client, "test:" + channel) == count, channel
     assert first.messages == []
+
+
+async def test_a_closed_bus_subscribes_to_nothing() -> None:
+    if REDIS_URL is None:
+        pytest.skip("needs Redis")
+    client = async_redis("redis")
+    bus = RedisBus(client, timeout=2.0, prefix="test:")
+    try:
+        await bus.subscribe(slot_channel(6), Inbox())
+        await bus.close()
+        with pytest.raises(RedisError):
+            await bus.subscribe(slot_channel(7), Inbox())
+        await bus.unsubscribe(slot_channel(6), Inbox())  # at once, nothing to send
+        assert await _subscribers(client, "test:" + slot_channel(7)) == 0
+    finally:
+        await bus.close()
+        await client.aclose()
 
 
 async def _subscribers(client: Any, channel: str) -> int:
