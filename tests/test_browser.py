@@ -1044,6 +1044,8 @@ def test_screenshots_of_every_page(
             expect(page.locator("#desk-appointments li")).to_have_count(2)
             shoot(page, "desk")
             page.get_by_role("link", name="Clinic's day").click()
+            # The desk's page has a Day field too: fill the day page's, once it is there.
+            expect(page.get_by_role("heading", level=1)).to_have_text("Clinic's day")
             page.get_by_label("Day", exact=True).fill(start.date().isoformat())
             page.get_by_label("Day", exact=True).press("Tab")  # the change reads the day
             expect(page.locator("main")).to_contain_text("Blaise Pascal")
