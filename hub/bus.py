@@ -141,7 +141,10 @@ class RedisBus:
         try:
             for attempt, pause in enumerate(RETRIES):
                 try:
-                    await self._subscribed(self._prefix + channel)
+                    # Many connections subscribe at once (a storm of viewers, each with a
+                    # personal feed): their channels go to Redis together, one SSUBSCRIBE
+                    # per batch.
+                    await self._batched(self._wanted, self._prefix + channel)
                     return
                 except (RedisError, TimeoutError, OSError):
                     if attempt == len(RETRIES) - 1 or self._closed:
@@ -157,11 +160,6 @@ class RedisBus:
                 # subscribes every channel with sinks again.
                 self._stale = True
             raise
-
-    async def _subscribed(self, name: str) -> None:
-        # Many connections subscribe at once (a storm of viewers, each with a personal feed):
-        # their channels go to Redis together, one SSUBSCRIBE per batch.
-        await self._batched(self._wanted, name)
 
     async def unsubscribe(self, channel: str, sink: Sink) -> None:
         # As many leave at once (a storm's viewers closing, a process draining): a channel

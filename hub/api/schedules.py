@@ -5,12 +5,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.responses import Response
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from hub import schedules
 from hub.api.endpoint import Call, Endpoint, Param
 from hub.availability import WEEKDAYS, Availability, Interval, Override
-from hub.calendar import SlotView, Window
+from hub.calendar import CalendarView, Window
 from hub.schemas import (
     AvailabilityIn,
     CalendarOut,
@@ -85,18 +84,11 @@ async def put_availability(call: Call[AvailabilityIn]) -> AvailabilityIn:
     return to_body(hours, policy)
 
 
-class _Calendar(TypedDict):
-    """CalendarOut's shape over the view's own dataclasses."""
-
-    doctor_id: int
-    timezone: str
-    slots: tuple[SlotView, ...]
-    policy: schedules.Policy
-
-
-# A calendar is written straight from its view (CalendarOut documents it): validating a
-# busy week's hundreds of slots into models first cost ten times the writing.
-_CALENDAR = TypeAdapter(_Calendar)
+# A calendar is written straight from its view's dataclasses, whose fields are CalendarOut's
+# (which documents it) but for `shared`: validating a busy week's hundreds of slots into
+# models first cost ten times the writing.
+_CALENDAR = TypeAdapter(CalendarView)
+_INTERNAL = {"shared"}
 
 
 async def doctor_slots(call: Call[None]) -> Response:
@@ -105,13 +97,7 @@ async def doctor_slots(call: Call[None]) -> Response:
     view = await call.hub.calendar.view(
         call.principal, call.path_int("id"), window, query.visit_type_id
     )
-    body: _Calendar = {
-        "doctor_id": view.doctor_id,
-        "timezone": view.timezone,
-        "slots": view.slots,
-        "policy": view.policy,
-    }
-    return Response(_CALENDAR.dump_json(body), media_type="application/json")
+    return Response(_CALENDAR.dump_json(view, exclude=_INTERNAL), media_type="application/json")
 
 
 ENDPOINTS: list[Endpoint[Any, Any]] = [
