@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -62,6 +64,18 @@ def record(
     )
     session.add(event)
     return event
+
+
+_HISTORY = insert(cast(Table, AppointmentEvent.__table__))
+
+
+async def record_new(
+    session: AsyncSession, row: Appointment, by: Principal, at: datetime, reason: str | None
+) -> None:
+    """Write the history row of a new appointment at once (Core: the booking path runs no
+    unit of work)."""
+    values = {"appointment_id": row.id, "to_status": row.status.value, "from_status": None}
+    await session.execute(_HISTORY, {**values, "reason": reason, "at": at, **actor(by)})
 
 
 def change(

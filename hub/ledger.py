@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from hub import appointments, availability, events, idempotency, notices, schedules, visits
 from hub.auth import Principal
@@ -66,10 +68,8 @@ async def enter(
     patient_row, waiting = await _locked_patient(session, patient.id, doctor_id)
     if verified_only and patient_row.email_verified_at is None:
         raise UnverifiedEmail("verify your email address first: follow the link we sent")
-    policy = schedules.policy_of(row)
-    visit, hours = visits.choose(
-        types, schedules.availability_of(row), visit_type_id, by or patient, doctor_id
-    )
+    policy, offered = schedules.policy_of(row), schedules.availability_of(row)
+    visit, hours = visits.choose(types, offered, visit_type_id, by or patient, doctor_id)
     availability.check_offered(hours, start, now)
     end = start + hours.length
     await _refuse_clashes(
@@ -105,7 +105,7 @@ async def enter(
     assert key_of is not None
     appointment = Appointment(id=key_of[0], cancel_reason=None, **values)
     reason = f"rescheduled from {moved_from}" if moved_from else None
-    appointments.record(session, appointment, by or patient, now, reason=reason)
+    await appointments.record_new(session, appointment, by or patient, now, reason)
     await events.record_slot(session, doctor_id, start, "booked")
     event: AppointmentChange = "rescheduled" if moved_from else "booked"
     await events.record_appointment(
@@ -115,7 +115,7 @@ async def enter(
         await idempotency.record(session, key, appointment.id, now)
     if waiting:
         await _leave_waitlist(session, patient.id, doctor_id, start, now)
-    zone = notices.zone_of(patient_row.timezone, schedules.availability_of(row).zone)
+    zone = notices.zone_of(patient_row.timezone, offered.zone)
     await notices.write(
         session,
         notices.booked_rows(
@@ -133,43 +133,50 @@ async def enter(
     return appointment
 
 
-# The hot path's statements, built once (building a statement costs more than running it).
+# The hot path's statements, built once (building a statement costs more than running it),
+# of the tables' columns: Core statements, whose rows the ORM neither compiles nor loads.
+_APPOINTMENTS = cast(Table, Appointment.__table__)
+_A = _APPOINTMENTS.c
+_PATIENT = cast(Table, Patient.__table__).c
+_DOCTORS = cast(Table, Doctor.__table__)
+_DOCTOR = _DOCTORS.c
+_SCHEDULES = cast(Table, Schedule.__table__)
+_TYPE = cast(Table, VisitType.__table__).c
+_ENTRIES = cast(Table, WaitlistEntry.__table__)
+_ENTRY = _ENTRIES.c
+_OFFERS = cast(Table, WaitlistOffer.__table__)
+_OFFER = _OFFERS.c
 # The patient locked: their names, the zone their reminders keep quiet hours in, and whether
 # they wait on the doctor's waitlist. Only joining a waitlist makes a live entry, under the
 # schedule's lock that a booking holds already: a booking of a patient who is not waiting
 # sends no UPDATE of the waitlist.
 _WAITING = (
-    select(WaitlistEntry.id)
+    select(_ENTRY.id)
     .where(
-        WaitlistEntry.patient_id == bindparam("id"),
-        WaitlistEntry.doctor_id == bindparam("doctor"),
-        WaitlistEntry.live.is_not(None),
+        _ENTRY.patient_id == bindparam("id"),
+        _ENTRY.doctor_id == bindparam("doctor"),
+        _ENTRY.live.is_not(None),
     )
     .exists()
 )
 _LOCKED_PATIENT = (
     select(
-        Patient.first_name,
-        Patient.last_name,
-        Patient.timezone,
-        Patient.email_verified_at,
+        _PATIENT.first_name,
+        _PATIENT.last_name,
+        _PATIENT.timezone,
+        _PATIENT.email_verified_at,
         _WAITING.label("waiting"),
     )
-    .where(Patient.id == bindparam("id"))
+    .where(_PATIENT.id == bindparam("id"))
     .with_for_update()
 )
-_BOOKABLE = select(Doctor.first_name, Doctor.last_name).where(
-    Doctor.id == bindparam("id"), Doctor.approved.is_(True), Doctor.active.is_(True)
+_BOOKABLE = select(_DOCTOR.first_name, _DOCTOR.last_name).where(
+    _DOCTOR.id == bindparam("id"), _DOCTOR.approved.is_(True), _DOCTOR.active.is_(True)
 )
 # No appointment the hub makes is longer (a visit type is 8 hours at most): the clash query
 # looks back this far from a start, so each of its parts is a range of one index.
 LONGEST = timedelta(hours=24)
-_CLASH_COLUMNS = (
-    Appointment.doctor_id,
-    Appointment.patient_id,
-    Appointment.start_at,
-    Appointment.end_at,
-)
+_CLASH_COLUMNS = (_A.doctor_id, _A.patient_id, _A.start_at, _A.end_at)
 
 
 def _overlapping(party: Any, name: str) -> Select[int, int, datetime, datetime]:
@@ -177,36 +184,34 @@ def _overlapping(party: Any, name: str) -> Select[int, int, datetime, datetime]:
     one at the same start (the UNIQUE keys' job)."""
     return select(*_CLASH_COLUMNS).where(
         party == bindparam(name),
-        Appointment.start_at > bindparam("since"),
-        Appointment.start_at < bindparam("end"),
-        Appointment.active.is_not(None),
-        Appointment.end_at > bindparam("start"),
-        Appointment.start_at != bindparam("start"),
+        _A.start_at > bindparam("since"),
+        _A.start_at < bindparam("end"),
+        _A.active.is_not(None),
+        _A.end_at > bindparam("start"),
+        _A.start_at != bindparam("start"),
     )
 
 
 # One round trip, three index ranges (an OR across them read every appointment there is).
 _CLASHES: CompoundSelect[int, int, datetime, datetime] = union_all(
-    _overlapping(Appointment.doctor_id, "doctor_id"),
-    _overlapping(Appointment.patient_id, "patient_id"),
+    _overlapping(_A.doctor_id, "doctor_id"),
+    _overlapping(_A.patient_id, "patient_id"),
     select(*_CLASH_COLUMNS).where(  # an upcoming one of the patient with this doctor
-        Appointment.patient_id == bindparam("patient_id"),
-        Appointment.start_at > bindparam("one_from"),
-        Appointment.doctor_id == bindparam("doctor_id"),
-        Appointment.status == Status.scheduled,
-        Appointment.active.is_not(None),
-        Appointment.id != bindparam("besides"),
+        _A.patient_id == bindparam("patient_id"),
+        _A.start_at > bindparam("one_from"),
+        _A.doctor_id == bindparam("doctor_id"),
+        _A.status == Status.scheduled,
+        _A.active.is_not(None),
+        _A.id != bindparam("besides"),
     ),
 )
-_INSERT = insert(cast(Table, Appointment.__table__))  # Core: no ORM bulk machinery
+_INSERT = insert(_APPOINTMENTS)  # Core: no ORM bulk machinery
 # Booked with the doctor, by any path: off the doctor's waitlist. The offer of this very
 # start was accepted (its hold is the booking's, let go after commit); any other open offer
 # is withdrawn and its hold let go by the waitlist's loop (hub.waitlist). Core statements:
 # the ORM's bulk UPDATE costs more than the rest of a booking's reads together.
-_ENTRY = cast(Table, WaitlistEntry.__table__).c
-_OFFER = cast(Table, WaitlistOffer.__table__).c
 _ENTRIES_END = (
-    update(cast(Table, WaitlistEntry.__table__))
+    update(_ENTRIES)
     .where(
         _ENTRY.patient_id == bindparam("patient"),
         _ENTRY.doctor_id == bindparam("doctor"),
@@ -216,7 +221,7 @@ _ENTRIES_END = (
 )
 _THIS_START = _OFFER.start_at == bindparam("start")
 _OFFERS_END = (
-    update(cast(Table, WaitlistOffer.__table__))
+    update(_OFFERS)
     .where(
         _OFFER.patient_id == bindparam("patient"),
         _OFFER.doctor_id == bindparam("doctor"),
@@ -278,26 +283,26 @@ async def _leave_waitlist(
             events.record_offer(session, offer)
 
 
-_TYPE = cast(Table, VisitType.__table__).c
 # The schedule row locked (and with it the visit types, which change only under it), the
 # doctor's names, and their visit types in order: one row per type, or one with no type.
+_SCHEDULE_KEYS = tuple(_SCHEDULES.c.keys())
 _LOCKED_BOOKABLE = (
     select(
-        Schedule,
-        Doctor.first_name,
-        Doctor.last_name,
+        _SCHEDULES,
+        _DOCTOR.first_name,
+        _DOCTOR.last_name,
         _TYPE.id.label("type_id"),
         _TYPE.name.label("type_name"),
         _TYPE.minutes,
         _TYPE.buffer_minutes.label("type_buffer"),
         _TYPE.online,
     )
-    .join(Doctor, Doctor.id == Schedule.doctor_id)
-    .outerjoin(VisitType, VisitType.doctor_id == Schedule.doctor_id)
+    .join(_DOCTORS, _DOCTOR.id == _SCHEDULES.c.doctor_id)
+    .outerjoin(VisitType.__table__, _TYPE.doctor_id == _SCHEDULES.c.doctor_id)
     .where(
-        Schedule.doctor_id == bindparam("id"),
-        Doctor.approved.is_(True),
-        Doctor.active.is_(True),
+        _SCHEDULES.c.doctor_id == bindparam("id"),
+        _DOCTOR.approved.is_(True),
+        _DOCTOR.active.is_(True),
     )
     .order_by(_TYPE.position, _TYPE.id)
     .with_for_update()
@@ -313,14 +318,29 @@ async def _locked_bookable(
     found = (await session.execute(_LOCKED_BOOKABLE, {"id": doctor_id})).all()
     if not found:
         raise NotFound(f"doctor {doctor_id} not found")
-    schedule, first_name, last_name = found[0][:3]
+    first = found[0]
     types = [
         visits.Visit(r.type_id, r.type_name, r.minutes, r.type_buffer, r.online)
         for r in found
         if r.type_id is not None
     ]
-    session.info.setdefault(events.LOCKED, {})[doctor_id] = schedule
-    return schedule, Doctor(id=doctor_id, first_name=first_name, last_name=last_name), types
+    doctor = Doctor(id=doctor_id, first_name=first.first_name, last_name=first.last_name)
+    return _attached(session, first._mapping), doctor, types
+
+
+def _attached(session: AsyncSession, row: Any) -> Schedule:
+    """The locked schedule row, as the session's own: the one it holds already (a reschedule
+    locked it first), or this row attached as loaded (changed and flushed like any other)."""
+    locked: dict[int, Schedule] = session.info.setdefault(events.LOCKED, {})
+    doctor_id = row["doctor_id"]
+    if doctor_id not in locked:
+        present = session.identity_map.get(identity_key(Schedule, doctor_id))
+        if present is None:
+            present = Schedule(**{key: row[key] for key in _SCHEDULE_KEYS})
+            make_transient_to_detached(present)
+            session.add(present)
+        locked[doctor_id] = present
+    return locked[doctor_id]
 
 
 def _name(person: Patient | Doctor) -> str:

@@ -60,7 +60,9 @@ class Relay:
         async def claimed(session: AsyncSession) -> T:
             written.clear()  # a retried attempt writes its events again
             events.claim_for(session, self._token, self._clock(), written)
-            return await work(session)
+            result = await work(session)
+            await events.write_claimed(session, written)
+            return result
 
         result = await transaction(self._sessions, claimed)
         committed = events.utc_text(self._clock())
