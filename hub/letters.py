@@ -6,9 +6,10 @@ clinical text. Pure: the sender gathers the facts (`Facts`) and sends what comes
 from __future__ import annotations
 
 import html
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.charset import QP, Charset
+from email.charset import BASE64, QP, Charset
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -41,6 +42,10 @@ MONTHS = [
 
 UTF8 = Charset("utf-8")
 UTF8.body_encoding = QP  # readable in the raw message, as EmailMessage writes it
+SUBJECT = Charset("utf-8")
+# A subject outside ASCII (every one: its " · ") in base64 words, not the shorter of base64
+# and quoted-printable: measuring both was a seventh of a letter's CPU.
+SUBJECT.header_encoding = BASE64
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,7 @@ def compose(facts: Facts) -> Message:
     rich = f"<!doctype html><html><body>{rich}<p>{html.escape(facts.clinic)}</p></body></html>"
     # The MIME classes of the compat32 policy: the same message as `EmailMessage` builds,
     # at a twentieth of the CPU (1.3 -> 0.06 ms; a confirmation goes out with every booking).
-    body_part = MIMEMultipart("alternative")
+    body_part = MIMEMultipart("alternative", boundary=_boundary())
     body_part.attach(_text("plain", text))
     body_part.attach(_text("html", rich))
     message: Message = body_part
@@ -183,17 +188,25 @@ def compose(facts: Facts) -> Message:
         invite = _text("calendar", ics.decode())
         invite.set_param("method", method)
         invite.add_header("Content-Disposition", "attachment", filename="invite.ics")
-        message = MIMEMultipart("mixed")
+        message = MIMEMultipart("mixed", boundary=_boundary())
         message.attach(body_part)
         message.attach(invite)
     title = f"{subject} · {facts.clinic}"
-    message["Subject"] = title if title.isascii() else Header(title, "utf-8").encode()
+    message["Subject"] = title if title.isascii() else Header(title, SUBJECT).encode()
     message["From"] = _address(facts.sender)
     message["To"] = _address(facts.to)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="hub")
     message["X-Hub-Notification"] = f"{facts.notification_id}-{facts.kind.value}"
     return message
+
+
+def _boundary() -> str:
+    """A multipart boundary that no part can contain: every part is quoted-printable, which
+    writes each "=" of its text as "=3D", so "==" occurs in none (the generator's own random
+    boundary is checked against the whole text by a regular expression compiled for it: a
+    tenth of a letter's CPU)."""
+    return f"=={secrets.token_hex(16)}=="
 
 
 def _text(subtype: str, text: str) -> MIMENonMultipart:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiosmtplib.email
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
@@ -167,6 +168,49 @@ def test_a_letter_in_any_script_reads_back_as_written() -> None:
     event = event_of(invite_of(parsed))
     assert str(event["summary"]) == "Termin bei Dr. Jürgen Weiß"
     assert event.decoded("dtstart") == start
+
+
+def test_a_letter_whose_text_looks_like_boundaries_reads_back_whole() -> None:
+    """The hub names each multipart's boundary itself (`==` and hex): text full of `=` runs
+    and `--` lines cannot end a part early, flattened as the files write it and as aiosmtplib
+    sends it."""
+    start = datetime(2027, 3, 29, 7, 0, tzinfo=UTC)
+    tricky = "==" + "0123456789abcdef" * 2 + "== --==x== ====="
+    entry = invites.Entry(
+        uid="appointment-9@hub", sequence=0, start=start, end=start, summary=tricky, stamp=start
+    )
+    facts = letters.Facts(
+        kind=Notice.booked,
+        notification_id=9,
+        clinic="Clinic ====",
+        to="pat@example.org",
+        sender="hub@example.org",
+        name=tricky,
+        zone=ZoneInfo("UTC"),
+        app_url="http://hub.example/",
+        doctor=f"Dr {tricky}",
+        address=f"--{tricky}\n--{tricky}--",
+        start=start,
+        end=start + timedelta(minutes=30),
+        entry=entry,
+    )
+    message = letters.compose(facts)
+    boundaries = [part.get_boundary() for part in message.walk() if part.is_multipart()]
+    assert len(boundaries) == 2 and len(set(boundaries)) == 2
+    assert all(b is not None and b.startswith("==") for b in boundaries)
+    for raw in (message.as_bytes(), aiosmtplib.email.flatten_message(message)):
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        assert [p.get_content_type() for p in parsed.walk()] == [
+            "multipart/mixed",
+            "multipart/alternative",
+            "text/plain",
+            "text/html",
+            "text/calendar",
+        ]
+        body = body_of(parsed)
+        assert f"Hello {tricky}," in body and f"--{tricky}--" in body
+        assert str(event_of(invite_of(parsed))["summary"]) == tricky
 
 
 def test_book_reschedule_cancel_mail_one_event_that_moves_then_is_cancelled(
