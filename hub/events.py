@@ -52,9 +52,11 @@ _OUTBOX_NUMBERED = _OUTBOX_INSERT.returning(_OUTBOX.c.id, sort_by_parameter_orde
 
 async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> None:
     """Insert the events a relay's transaction claimed (`claim_for`), numbered in the order
-    they were written: one statement where the database numbers the rows of a multi-row
-    INSERT (MariaDB, SQLite), one per event elsewhere. Core, not the unit of work, whose
-    flush cost a booking more than its statements."""
+    they were written: one multi-row INSERT ... RETURNING where the database numbers its
+    rows in order (MariaDB), one INSERT per event elsewhere (SQLite, MySQL 8). Core, not the
+    unit of work, whose flush cost a booking more than its statements. They were created
+    when the transaction's attempt began (the relay's clock), so the outbox's lag counts
+    the transaction's own time too."""
     if not written:
         return
     values = [
@@ -111,7 +113,7 @@ _SCHEDULE = cast(Table, Schedule.__table__)
 _BUMP = (
     update(_SCHEDULE)
     .where(_SCHEDULE.c.doctor_id == bindparam("doctor"))
-    .values(version=bindparam("next"))  # and updated_at, the column's onupdate
+    .values(version=bindparam("next"), updated_at=bindparam("at"))
 )
 
 
@@ -119,8 +121,10 @@ async def _record_versioned(session: AsyncSession, doctor_id: int, kind: str, **
     schedule = await locked_schedule(session, doctor_id)
     version = schedule.version + 1
     # Core, and the loaded row told it is stored: no unit of work for one column.
-    await session.execute(_BUMP, {"doctor": doctor_id, "next": version})
+    at = utcnow()  # as the column's onupdate would have it
+    await session.execute(_BUMP, {"doctor": doctor_id, "next": version, "at": at})
     set_committed_value(schedule, "version", version)
+    set_committed_value(schedule, "updated_at", at)
     message = {"type": kind, "doctor_id": doctor_id, **fields, "version": version}
     _outbox(
         session,

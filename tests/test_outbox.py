@@ -136,17 +136,24 @@ async def test_a_version_raised_with_the_hours_changed_keeps_both(settings: Sett
 
         async def change(session: AsyncSession) -> int:
             row = await events.locked_schedule(session, doctor_id)
-            row.slot_minutes = 45
-            await events.record_hours(session, doctor_id)
+            await events.record_hours(session, doctor_id)  # the version alone
+            loaded.append(row.updated_at)
             assert row.version == 1
-            row.buffer_minutes = 5  # changed after the version went
+            row.slot_minutes, row.buffer_minutes = 45, 5  # changed after the version went
             return await events.record_hours(session, doctor_id)
 
+        async with sessions.begin() as session:  # last changed a day ago
+            old = await session.get(Schedule, doctor_id)
+            assert old is not None
+            old.updated_at = datetime.now(UTC) - timedelta(days=1)
+        loaded: list[datetime] = []
         assert await relay.transaction(change) == 2
         async with sessions() as session:
             stored = await session.get(Schedule, doctor_id)
             assert stored is not None
             assert (stored.version, stored.slot_minutes, stored.buffer_minutes) == (2, 45, 5)
             assert stored.updated_at > datetime.now(UTC) - timedelta(minutes=1)
+            # The loaded row knows the time the version went with, not the one it was read with.
+            assert abs(stored.updated_at - loaded[0]) < timedelta(seconds=5)
     finally:
         await engine.dispose()
