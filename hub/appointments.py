@@ -59,11 +59,17 @@ def record(
 ) -> AppointmentEvent:
     """Add the history row of what just happened to `row` (now in its new status): who, when,
     to, why; from nothing, as for a new appointment, unless the caller says (`change` does)."""
-    event = AppointmentEvent(
-        appointment_id=row.id, to_status=row.status.value, reason=reason, at=at, **actor(by)
-    )
+    event = AppointmentEvent(**_history(row, by, at, reason))
     session.add(event)
     return event
+
+
+def _history(
+    row: Appointment, by: Principal, at: datetime, reason: str | None
+) -> dict[str, object]:
+    """The columns of a history row of `row` reaching its current status."""
+    history = {"appointment_id": row.id, "to_status": row.status.value, "reason": reason, "at": at}
+    return history | actor(by)
 
 
 _HISTORY = insert(cast(Table, AppointmentEvent.__table__))
@@ -74,8 +80,7 @@ async def record_new(
 ) -> None:
     """Write the history row of a new appointment at once (Core: the booking path runs no
     unit of work)."""
-    values = {"appointment_id": row.id, "to_status": row.status.value, "from_status": None}
-    await session.execute(_HISTORY, {**values, "reason": reason, "at": at, **actor(by)})
+    await session.execute(_HISTORY, {**_history(row, by, at, reason), "from_status": None})
 
 
 def change(

@@ -141,7 +141,8 @@ _PATIENT = cast(Table, Patient.__table__).c
 _DOCTORS = cast(Table, Doctor.__table__)
 _DOCTOR = _DOCTORS.c
 _SCHEDULES = cast(Table, Schedule.__table__)
-_TYPE = cast(Table, VisitType.__table__).c
+_TYPES = cast(Table, VisitType.__table__)
+_TYPE = _TYPES.c
 _ENTRIES = cast(Table, WaitlistEntry.__table__)
 _ENTRY = _ENTRIES.c
 _OFFERS = cast(Table, WaitlistOffer.__table__)
@@ -298,7 +299,7 @@ _LOCKED_BOOKABLE = (
         _TYPE.online,
     )
     .join(_DOCTORS, _DOCTOR.id == _SCHEDULES.c.doctor_id)
-    .outerjoin(VisitType.__table__, _TYPE.doctor_id == _SCHEDULES.c.doctor_id)
+    .outerjoin(_TYPES, _TYPE.doctor_id == _SCHEDULES.c.doctor_id)
     .where(
         _SCHEDULES.c.doctor_id == bindparam("id"),
         _DOCTOR.approved.is_(True),
