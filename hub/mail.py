@@ -6,7 +6,9 @@ by writing one more `Transport`. No provider is bundled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
 from pathlib import Path
@@ -32,9 +34,13 @@ class Text:
 Message = Email | Text
 
 
+Outcome = Exception | None  # what went wrong with one message; None once it is delivered
+
+
 class Transport(Protocol):
-    async def send(self, message: Message) -> None:
-        """Deliver, or raise: the sender retries with back-off."""
+    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Deliver a round's messages: for each, in order, None or what went wrong with it
+        (the sender tries that one again later, with back-off)."""
 
 
 class SmtpMail:
@@ -54,11 +60,12 @@ class SmtpMail:
         self._starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
         self._timeout = timeout
 
-    async def send(self, message: Message) -> None:
-        if not isinstance(message, Email):
-            raise TypeError("SMTP carries email")
-        await aiosmtplib.send(
-            message,
+    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
+        """The round over one connection (one per message had the server greet, and the
+        client say EHLO and QUIT, for every letter); a message the server refuses is
+        answered with RSET and the next goes on, a connection lost fails the rest."""
+        outcomes: list[Outcome] = []
+        smtp = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
             username=self._user,
@@ -67,6 +74,29 @@ class SmtpMail:
             start_tls=self._starttls,
             timeout=self._timeout,
         )
+        try:
+            await smtp.connect()
+        except Exception as exc:  # the server away or refusing us: every message later
+            return [exc] * len(messages)
+        try:
+            for message in messages:
+                if not isinstance(message, Email):
+                    outcomes.append(TypeError("SMTP carries email"))
+                    continue
+                try:
+                    await smtp.send_message(message)
+                except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+                    outcomes.append(exc)  # this one refused; the envelope was reset
+                    continue
+                except Exception as exc:  # the connection went: the rest fail with it
+                    outcomes += [exc] * (len(messages) - len(outcomes))
+                    break
+                outcomes.append(None)
+        finally:
+            if smtp.is_connected:
+                with contextlib.suppress(Exception):
+                    await smtp.quit()
+        return outcomes
 
 
 class Files:
@@ -76,8 +106,19 @@ class Files:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
 
-    async def send(self, message: Message) -> None:
-        await asyncio.to_thread(self._write, message)
+    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
+        return await asyncio.to_thread(self._write_all, messages)  # one thread hop a round
+
+    def _write_all(self, messages: Sequence[Message]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for message in messages:
+            try:
+                self._write(message)
+            except OSError as exc:  # the disk full or the folder not ours: later
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     def _write(self, message: Message) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from starlette.testclient import TestClient
 from hub import db, invites, letters, notices
 from hub.app import create_app
 from hub.config import Settings
-from hub.mail import Files
+from hub.mail import Files, SmtpMail
 from hub.models import Notice
 from hub.sender import Sender
 from tests.conftest import World, iso, slot
@@ -41,6 +41,7 @@ class Inbox:
         self.messages: list[EmailMessage] = []
         self.refuse = 0  # answer the next this many with a temporary failure
         self.ignore = ignore  # kinds kept out of `messages` (every registration verifies)
+        self.connections: list[Any] = []  # the SMTP session of each connection kept's messages
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -49,6 +50,8 @@ class Inbox:
         if str(parsed["X-Hub-Notification"]).split("-", 1)[1] in self.ignore:
             return "250 OK"
         with self._lock:
+            if not any(known is session for known in self.connections):
+                self.connections.append(session)
             if self.refuse > 0:
                 self.refuse -= 1
                 return "451 try again later"
@@ -341,6 +344,35 @@ async def test_a_round_of_reminders_is_read_and_recorded_in_a_few_statements(
     assert len(list((tmp_path / "later").glob("*-reminder.eml"))) == 16
     # Fewer statements than messages (one at a time: 99 for these 16 on MariaDB, 133 on SQLite).
     assert len(statements) < handled, "\n".join(s.split("\n")[0][:90] for s in statements)
+
+
+async def test_a_round_of_letters_goes_over_one_smtp_connection_and_a_refusal_waits_alone(
+    world: World, raw: Engine, smtp: tuple[str, Inbox]
+) -> None:
+    """A round's sixteen reminders reach the server over one connection (one each was a TCP
+    connection, a greeting, EHLO and QUIT per letter), and the one the server refuses is
+    tried again later while the other fifteen count as sent."""
+    url, inbox = smtp
+    doctor = world.doctor()
+    for hour in range(9, 17):  # eight patients, two reminders each
+        world.book(world.patient(), doctor, slot(hour))
+    assert len(settled(raw, "booked")) == 8  # the hub's own sender wrote the confirmations
+    inbox.refuse = 1
+    later = slot(16) - timedelta(minutes=1)  # every reminder due, for this sender alone
+    engine = db.create_engine(world.settings.database_url)
+    try:
+        sender = Sender(
+            db.session_factory(engine), world.settings, SmtpMail(url), clock=lambda: later
+        )
+        assert await sender.send_due() == 16
+    finally:
+        await engine.dispose()
+    assert len(inbox.messages) == 15 and inbox.kinds() == ["reminder"] * 15
+    assert len(inbox.connections) == 1
+    rows = settled(raw, "reminder", wait=0)
+    assert sorted((r.state, r.attempts) for r in rows) == [("pending", 1)] + [("sent", 0)] * 15
+    (refused,) = [r for r in rows if r.state == "pending"]
+    assert refused.detail == "SMTPDataError 451"
 
 
 @pytest.mark.parametrize(
