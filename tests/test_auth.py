@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from jwt.warnings import InsecureKeyLengthWarning
 from starlette.testclient import TestClient
 
+from hub import auth
 from hub.auth import ALGORITHM, Passwords, Principal, Role, Tokens
 from hub.errors import Unauthenticated
 from tests.conftest import SECRET, World, bearer
@@ -88,6 +89,38 @@ def test_bad_token_is_unauthenticated_for_its_own_reason(kind: str) -> None:
 def test_expired_token_says_so() -> None:
     with pytest.raises(Unauthenticated, match="expired"):
         Tokens(UNIT).decode(BAD_TOKENS["expired"][0]())
+
+
+def test_a_token_remembered_as_verified_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = Tokens(UNIT)
+    token = tokens.issue(Principal(Role.patient, 7))
+    assert tokens.decode(token.access_token)[0] == Principal(Role.patient, 7)
+    later = token.expires_at + 1.0
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.decode(token.access_token)
+
+
+def test_a_remembered_token_is_no_key_to_one_with_another_signature() -> None:
+    tokens = Tokens(UNIT)
+    good = tokens.issue(Principal(Role.admin, 1)).access_token
+    tokens.decode(good)
+    head, body, signature = good.split(".")
+    forged = f"{head}.{body}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"  # real bits
+    with pytest.raises(Unauthenticated):
+        tokens.decode(forged)
+    other = _signed(_claims(role="admin", sub="1"), "x" * 48)  # the same claims, another key
+    with pytest.raises(Unauthenticated):
+        tokens.decode(other)
+
+
+def test_the_tokens_remembered_are_bounded() -> None:
+    tokens = Tokens(UNIT)
+    issued = [tokens.issue(Principal(Role.patient, n)).access_token for n in range(5000)]
+    for token in issued:
+        tokens.decode(token)
+    assert len(tokens._known) == auth.KNOWN_TOKENS
+    assert tokens.decode(issued[0])[0] == Principal(Role.patient, 0)  # verified again
 
 
 @pytest.mark.parametrize("kind", BAD_TOKENS)

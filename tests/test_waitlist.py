@@ -586,7 +586,9 @@ async def test_fifty_waiting_and_twenty_cancellations_over_two_processes(
         f"{len(samples)} samples, hand-on p100 {max(moves):.3f} s"
     )
     assert len(moves) >= FREED
-    assert max(moves) < 1.0, moves
+    # Handed on by the waitlist's loop (within a second, as printed), not left for the next
+    # offer's lapse: a bound on order, not on speed, which a loaded machine can stretch.
+    assert max(moves) < fast.offer_ttl, moves
 
 
 def test_a_deactivated_patient_is_offered_nothing_and_the_next_is(world: World) -> None:
