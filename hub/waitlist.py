@@ -28,7 +28,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,6 +61,7 @@ MAX_LIVE = 5  # live entries of one patient, over all doctors
 # The matcher offers what the front desk could book: an entry's visit type was checked
 # against whoever added it when it joined.
 DESK = Principal(Role.staff, 0)
+LAPSING = 100  # lapsed offers ended per look
 FULL_MATCH = 10.0  # seconds between matches of every doctor someone waits for (a safety net)
 LIVE = (Waiting.waiting, Waiting.offered)
 
@@ -220,6 +221,13 @@ class Waitlist:
         self._clock = clock
         self._pending: set[int] = set()
         self._poked = asyncio.Event()
+        # What the loop asks the database about only when there is something to ask: the
+        # earliest open offer's expiry it knows of (from its last look, and the offers this
+        # process made since), and whether this process withdrew an offer whose hold is
+        # still held. Another process's offers are its own loop's; every loop looks at them
+        # all in its sweep every FULL_MATCH seconds, the net under a process that died.
+        self._next_expiry: datetime | None = None
+        self._withdrawn = False
         relay.listen(self.on_event)
 
     # -- entries -------------------------------------------------------------------------
@@ -413,9 +421,18 @@ class Waitlist:
                     select(WaitlistOffer.id, WaitlistOffer.doctor_id)
                     .where(WaitlistOffer.state == OfferState.open, WaitlistOffer.expires_at <= now)
                     .order_by(WaitlistOffer.expires_at)
-                    .limit(100)
+                    .limit(LAPSING)
                 )
             ).all()
+            self._next_expiry = (
+                now  # more than a batch lapsed: look again at once
+                if len(due) == LAPSING
+                else await session.scalar(
+                    select(func.min(WaitlistOffer.expires_at)).where(
+                        WaitlistOffer.state == OfferState.open, WaitlistOffer.expires_at > now
+                    )
+                )
+            )
         ended = 0
         for doctor_id, offer_ids in _by_doctor(due).items():
 
@@ -652,17 +669,28 @@ class Waitlist:
 
     def on_event(self, message: Event) -> None:
         """From the relay, for every event published: a slot turning free or new hours may
-        let someone waiting in."""
+        let someone waiting in; an offer made lapses at its time; an offer withdrawn has a
+        hold to let go."""
         if message["type"] == "hours" or (message["type"] == "slot" and message["state"] == "free"):
             self.poke(message["doctor_id"])
+        elif message["type"] == "offer":
+            if message["state"] == OfferState.open.value:
+                expires = datetime.fromisoformat(message["expires_at"])
+                if self._next_expiry is None or expires < self._next_expiry:
+                    self._next_expiry = expires
+            elif message["state"] == OfferState.withdrawn.value:
+                self._withdrawn = True
+                self._poked.set()
 
     def poke(self, doctor_id: int) -> None:
         self._pending.add(doctor_id)
         self._poked.set()
 
     async def run(self, stop: asyncio.Event, every: float = 0.5) -> None:
-        """Until `stop`: match the doctors poked, end lapsed offers, let the holds of
-        withdrawn offers go, and every few seconds match every doctor someone waits for."""
+        """Until `stop`: match the doctors poked, end lapsed offers when one is due, let the
+        holds of withdrawn offers go, and every FULL_MATCH seconds look at every offer and
+        match every doctor someone waits for. An idle process asks the database nothing
+        between those sweeps (it asked twice every half second)."""
         last_full = -FULL_MATCH
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -671,14 +699,19 @@ class Waitlist:
                 return
             self._poked.clear()
             doctors, self._pending = self._pending, set()
+            full = clock_time.monotonic() - last_full >= FULL_MATCH
             try:
-                await self.expire()
-                await self._let_withdrawn_go()
-                if clock_time.monotonic() - last_full >= FULL_MATCH:
+                if full or (self._next_expiry is not None and self._next_expiry <= self._clock()):
+                    await self.expire()
+                if full or self._withdrawn:
+                    self._withdrawn = False
+                    await self._let_withdrawn_go()
+                if full:
                     last_full = clock_time.monotonic()
                     doctors |= await self._end_past_and_list()
             except Exception as exc:  # the loop outlives an outage
                 log.warning("waitlist sweep failed: %r", exc)
+                self._withdrawn = True  # and tries again on the next round
             for doctor_id in sorted(doctors):
                 await self._match_quietly(doctor_id)
 

@@ -183,6 +183,32 @@ def test_a_lapsed_offer_moves_on_to_the_next(quick: World) -> None:
     assert late.status_code == 409 and late.json()["error"] == "offer_gone"
 
 
+def test_an_idle_hub_asks_the_database_nothing_about_offers_between_sweeps(
+    world: World,
+) -> None:
+    """With no offer open and none withdrawn, the waitlist's loop reads no offer between its
+    sweeps (it read twice every half second), and an offer made meanwhile still lapses on time."""
+    engine = world.client.app_state["hub"].engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "waitlist_offers" in statement:
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:  # the first sweep, at start
+            time.sleep(0.05)
+        assert seen, "the loop never swept"
+        time.sleep(0.5)  # its last statements
+        seen.clear()
+        time.sleep(3)  # six of the loop's rounds
+        assert seen == []
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+
 def test_a_free_slot_that_fits_is_offered_at_once_when_joining(world: World) -> None:
     doctor, patient = world.doctor(), world.patient()
     starts = day_of(world, doctor)
