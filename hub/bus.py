@@ -209,8 +209,14 @@ class RedisBus:
                     leaving = [name for name in unwanted if not self._has_sinks(name)]
                     if leaving and self._pubsub is not None:
                         self._leaving.update(leaving)
-                        with contextlib.suppress(RedisError, TimeoutError, OSError):
+                        try:
                             await self._call(self._pubsub.sunsubscribe(*leaving))
+                        except (RedisError, TimeoutError, OSError):
+                            # Not confirmed, perhaps not sent: expect no confirmation, or a
+                            # drop Redis makes later (a slot moving) would be taken for one.
+                            # One that comes after all only makes a rejoined channel resubscribe.
+                            self._leaving.subtract(leaving)
+                            self._leaving = +self._leaving
             finally:  # cancelled by close: nobody is left waiting
                 _settle(wanted, failure)
                 _settle(unwanted, None)

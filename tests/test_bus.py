@@ -334,6 +334,33 @@ async def test_a_channel_whose_slot_moves_to_another_shard_is_heard_again(
     await _until_heard(publisher, slot_channel(5), inbox)
 
 
+async def test_a_channel_rejoined_after_a_failed_unsubscribe_is_heard_again_after_a_move(
+    buses: tuple[Bus, Bus, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unsubscribe that failed left its channel counted as leaving: when Redis later
+    dropped the rejoined channel (its slot moved), the drop was taken for that unsubscribe's
+    confirmation and the channel was never subscribed again."""
+    listener, publisher, client = buses
+    if not isinstance(client, RedisCluster) or not isinstance(listener, RedisBus):
+        pytest.skip("a Redis Cluster moves slots")
+    first, second = Inbox(), Inbox()
+    await _subscribed(listener, slot_channel(6), first)
+    pubsub = listener._pubsub
+    assert pubsub is not None
+
+    async def timed_out(*_: Any) -> None:
+        raise TimeoutError
+
+    monkeypatch.setattr(pubsub, "sunsubscribe", timed_out)
+    await listener.unsubscribe(slot_channel(6), first)  # never reached Redis
+    monkeypatch.undo()
+    await _subscribed(listener, slot_channel(6), second)
+    await _until_heard(publisher, slot_channel(6), second)
+    await _move_slot(client, "test:doctor:6:slots")
+    second.messages.clear()
+    await _until_heard(publisher, slot_channel(6), second)
+
+
 @pytest.mark.skipif("cluster" not in REDIS_KINDS, reason="needs the test Redis Cluster")
 async def test_subscribing_on_a_new_shard_while_reading_loses_nothing(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
