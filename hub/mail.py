@@ -38,9 +38,11 @@ Outcome = Exception | None  # what went wrong with one message; None once it is 
 
 
 class Transport(Protocol):
-    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
-        """Deliver a round's messages: for each, in order, None or what went wrong with it
-        (the sender tries that one again later, with back-off)."""
+    async def send(self, messages: Sequence[Message], done: list[Outcome]) -> None:
+        """Deliver a round's messages, appending to `done`, in order, each one's outcome as
+        soon as it is known: None, or what went wrong with it (the sender tries that one
+        again later, with back-off). What `done` holds when the call ends, or is cancelled
+        partway (a process stopping), is what the sender records."""
 
 
 class SmtpMail:
@@ -60,11 +62,11 @@ class SmtpMail:
         self._starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
         self._timeout = timeout
 
-    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
+    async def send(self, messages: Sequence[Message], done: list[Outcome]) -> None:
         """The round over one connection (one per message had the server greet, and the
-        client say EHLO and QUIT, for every letter); a message the server refuses is
-        answered with RSET and the next goes on, a connection lost fails the rest."""
-        outcomes: list[Outcome] = []
+        client say EHLO and QUIT, for every letter). A message the server refuses (RSET
+        follows) or the client cannot send (an address outside ASCII to a server without
+        SMTPUTF8) fails alone; once the connection is gone the rest fail with it."""
         smtp = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -77,26 +79,26 @@ class SmtpMail:
         try:
             await smtp.connect()
         except Exception as exc:  # the server away or refusing us: every message later
-            return [exc] * len(messages)
+            done += [exc] * len(messages)
+            return
         try:
             for message in messages:
-                if not isinstance(message, Email):
-                    outcomes.append(TypeError("SMTP carries email"))
+                if not smtp.is_connected:
+                    done.append(aiosmtplib.SMTPServerDisconnected("connection lost"))
                     continue
                 try:
+                    if not isinstance(message, Email):
+                        raise TypeError("SMTP carries email")
                     await smtp.send_message(message)
-                except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
-                    outcomes.append(exc)  # this one refused; the envelope was reset
+                except Exception as exc:
+                    done.append(exc)
                     continue
-                except Exception as exc:  # the connection went: the rest fail with it
-                    outcomes += [exc] * (len(messages) - len(outcomes))
-                    break
-                outcomes.append(None)
+                done.append(None)
         finally:
             if smtp.is_connected:
                 with contextlib.suppress(Exception):
                     await smtp.quit()
-        return outcomes
+            smtp.close()  # quit closes only on its 221
 
 
 class Files:
@@ -106,19 +108,17 @@ class Files:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
 
-    async def send(self, messages: Sequence[Message]) -> list[Outcome]:
-        return await asyncio.to_thread(self._write_all, messages)  # one thread hop a round
+    async def send(self, messages: Sequence[Message], done: list[Outcome]) -> None:
+        await asyncio.to_thread(self._write_all, messages, done)  # one thread hop a round
 
-    def _write_all(self, messages: Sequence[Message]) -> list[Outcome]:
-        outcomes: list[Outcome] = []
+    def _write_all(self, messages: Sequence[Message], done: list[Outcome]) -> None:
         for message in messages:
             try:
                 self._write(message)
-            except OSError as exc:  # the disk full or the folder not ours: later
-                outcomes.append(exc)
+            except Exception as exc:  # the disk full, the folder not ours: later
+                done.append(exc)
             else:
-                outcomes.append(None)
-        return outcomes
+                done.append(None)
 
     def _write(self, message: Message) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,7 @@ class Sender:
         it is cut short."""
         claimed = await self.claims.claim()
         outcomes: list[notices.Outcome] = []
+        failed: list[tuple[Notification, str]] = []  # tried again later, with back-off
         try:
             known: list[tuple[Notification, letters.Facts, str | None]] = []
             async with self._sessions() as session:
@@ -115,20 +116,19 @@ class Sender:
                 if transport is None:
                     outcomes += [(row, Delivery.dropped, "no transport") for row, *_ in batch]
                     continue
-                for row, result in await _deliver(transport, batch):
-                    if result is None:
-                        outcomes.append((row, Delivery.sent, None))
-                        continue
-                    failure = _failure(result)
-                    log.warning(
-                        "notification %d not delivered (attempt %d): %s",
-                        row.id,
-                        row.attempts + 1,
-                        failure,
-                    )
-                    await self.claims.retry(row, failure)
+                await _deliver(transport, batch, outcomes, failed)
         finally:
+            # What was sent is recorded first, also when the round is cut short (the process
+            # stopping): a row left claimed is sent again by whoever claims it a minute later.
             await self.claims.finish(outcomes)
+            for row, failure in failed:
+                log.warning(
+                    "notification %d not delivered (attempt %d): %s",
+                    row.id,
+                    row.attempts + 1,
+                    failure,
+                )
+                await self.claims.retry(row, failure)
         return len(claimed)
 
     async def _facts_now(
@@ -275,16 +275,34 @@ async def _read_ahead(session: AsyncSession, rows: Sequence[Notification]) -> li
 
 
 async def _deliver(
-    transport: Transport, batch: Sequence[tuple[Notification, letters.Facts, str | None]]
-) -> list[tuple[Notification, Outcome]]:
-    """A round's messages of one transport, written, handed over at once, and what became
-    of each."""
-    messages = [_written(facts, phone) for _, facts, phone in batch]
+    transport: Transport,
+    batch: Sequence[tuple[Notification, letters.Facts, str | None]],
+    outcomes: list[notices.Outcome],
+    failed: list[tuple[Notification, str]],
+) -> None:
+    """A round's messages of one transport, written and handed over at once; each row's
+    outcome goes to `outcomes` (sent) or `failed`, as far as the transport got."""
+    rows: list[Notification] = []
+    messages: list[Message] = []
+    for row, facts, phone in batch:
+        try:
+            messages.append(_written(facts, phone))
+        except Exception as exc:  # a letter that cannot be written: later, then failed
+            log.exception("notification %d could not be written", row.id)
+            failed.append((row, _failure(exc)))
+            continue
+        rows.append(row)
+    done: list[Outcome] = []
     try:
-        results = await transport.send(messages)
-    except Exception as exc:  # a transport that raised for the round: every message later
-        results = [exc] * len(messages)
-    return [(row, result) for (row, *_), result in zip(batch, results, strict=True)]
+        await transport.send(messages, done)
+    except Exception as exc:  # a transport that raised: the rest of its round later
+        done += [exc] * (len(messages) - len(done))
+    finally:
+        for row, result in zip(rows, done, strict=False):  # as far as it got
+            if result is None:
+                outcomes.append((row, Delivery.sent, None))
+            else:
+                failed.append((row, _failure(result)))
 
 
 def _written(facts: letters.Facts, phone: str | None) -> Message:

@@ -415,6 +415,7 @@ class Waitlist:
         in one transaction under the doctor's lock and are handed on by one match, so a
         morning's worth lapsing at once moves on as fast as one."""
         now = self._clock()
+        self._next_expiry = None  # what this look finds, and what on_event adds meanwhile
         async with self._sessions() as session:
             due = (
                 await session.execute(
@@ -424,7 +425,7 @@ class Waitlist:
                     .limit(LAPSING)
                 )
             ).all()
-            self._next_expiry = (
+            later = (
                 now  # more than a batch lapsed: look again at once
                 if len(due) == LAPSING
                 else await session.scalar(
@@ -433,6 +434,7 @@ class Waitlist:
                     )
                 )
             )
+        self._expiring(later)
         ended = 0
         for doctor_id, offer_ids in _by_doctor(due).items():
 
@@ -675,9 +677,7 @@ class Waitlist:
             self.poke(message["doctor_id"])
         elif message["type"] == "offer":
             if message["state"] == OfferState.open.value:
-                expires = datetime.fromisoformat(message["expires_at"])
-                if self._next_expiry is None or expires < self._next_expiry:
-                    self._next_expiry = expires
+                self._expiring(datetime.fromisoformat(message["expires_at"]))
             elif message["state"] == OfferState.withdrawn.value:
                 self._withdrawn = True
                 self._poked.set()
@@ -685,6 +685,11 @@ class Waitlist:
     def poke(self, doctor_id: int) -> None:
         self._pending.add(doctor_id)
         self._poked.set()
+
+    def _expiring(self, at: datetime | None) -> None:
+        # An open offer lapses at `at`: the loop looks then, if not earlier.
+        if at is not None and (self._next_expiry is None or at < self._next_expiry):
+            self._next_expiry = at
 
     async def run(self, stop: asyncio.Event, every: float = 0.5) -> None:
         """Until `stop`: match the doctors poked, end lapsed offers when one is due, let the
@@ -711,7 +716,8 @@ class Waitlist:
                     doctors |= await self._end_past_and_list()
             except Exception as exc:  # the loop outlives an outage
                 log.warning("waitlist sweep failed: %r", exc)
-                self._withdrawn = True  # and tries again on the next round
+                self._withdrawn = True  # and tries both again on the next round
+                self._next_expiry = self._clock()
             for doctor_id in sorted(doctors):
                 await self._match_quietly(doctor_id)
 

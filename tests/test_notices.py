@@ -3,11 +3,13 @@ a mail client and a calendar app would; on both backends, and over three hub pro
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import email.policy
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -20,15 +22,16 @@ import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
 from sqlalchemy import Engine, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from hub import db, invites, letters, notices
 from hub.app import create_app
 from hub.config import Settings
-from hub.mail import Files, SmtpMail
+from hub.mail import Files, Message, Outcome, SmtpMail, Transport
 from hub.models import Notice
 from hub.sender import Sender
-from tests.conftest import World, iso, slot
+from tests.conftest import Actor, World, iso, slot
 from tests.server import free_port, hub_processes
 
 WAIT = 10.0
@@ -71,16 +74,23 @@ class Inbox:
         return [str(m["X-Hub-Notification"]).split("-", 1)[1] for m in self.messages]
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[str, Inbox]]:
+@contextlib.contextmanager
+def smtp_server(**options: Any) -> Iterator[tuple[str, Inbox]]:
+    """An SMTP server (aiosmtpd) on a free port, and what it received."""
     inbox = Inbox()
     port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield f"smtp://127.0.0.1:{port}", inbox
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[str, Inbox]]:
+    with smtp_server() as served:
+        yield served
 
 
 @pytest.fixture
@@ -309,35 +319,47 @@ def test_the_embedded_default_writes_each_message_as_an_eml_file(
     assert parsed["To"] == patient.email
 
 
+def reminded(world: World, raw: Engine, people: int) -> tuple[list[Actor], datetime]:
+    """`people` patients booked an hour apart from 09:00 (two reminders each; the hub's own
+    sender wrote their confirmations), and a time at which every reminder is due."""
+    doctor = world.doctor()
+    patients = [world.patient() for _ in range(people)]
+    for hour, patient in enumerate(patients, start=9):
+        world.book(patient, doctor, slot(hour))
+    assert len(settled(raw, "booked")) == people
+    return patients, slot(8 + people) - timedelta(minutes=1)
+
+
+@contextlib.asynccontextmanager
+async def own_sender(
+    world: World, transport: Transport, at: datetime
+) -> AsyncIterator[tuple[Sender, AsyncEngine]]:
+    """A sender of the test's own, on an engine of its own, whose clock says `at`."""
+    engine = db.create_engine(world.settings.database_url)
+    try:
+        yield (
+            Sender(db.session_factory(engine), world.settings, transport, clock=lambda: at),
+            engine,
+        )
+    finally:
+        await engine.dispose()
+
+
 async def test_a_round_of_reminders_is_read_and_recorded_in_a_few_statements(
     world: World, raw: Engine, tmp_path: Path
 ) -> None:
     """The sender reads a round's accounts and appointments with a query per kind for them
     all, and records what became of them in one transaction: a statement count that does not
     grow with the round (one message at a time, it was about eight statements each)."""
-    doctor = world.doctor()
-    people = [world.patient() for _ in range(8)]
-    for hour, patient in enumerate(people, start=9):  # 09:00-16:00: two reminders each
-        world.book(patient, doctor, slot(hour))
-    assert len(settled(raw, "booked")) == 8  # the hub's own sender mailed the confirmations
-    later = slot(16) - timedelta(minutes=1)  # every reminder due, for this sender alone
-    engine = db.create_engine(world.settings.database_url)
+    _, later = reminded(world, raw, 8)
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
-        sender = Sender(
-            db.session_factory(engine),
-            world.settings,
-            Files(tmp_path / "later"),
-            clock=lambda: later,
-        )
+    async with own_sender(world, Files(tmp_path / "later"), later) as (sender, engine):
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
         handled = await sender.send_due()
-    finally:
-        await engine.dispose()
     rows = settled(raw, "reminder")
     assert handled == len(rows) == 16
     assert {r.state for r in rows} == {"sent"}
@@ -347,32 +369,90 @@ async def test_a_round_of_reminders_is_read_and_recorded_in_a_few_statements(
 
 
 async def test_a_round_of_letters_goes_over_one_smtp_connection_and_a_refusal_waits_alone(
-    world: World, raw: Engine, smtp: tuple[str, Inbox]
+    world: World, raw: Engine
 ) -> None:
     """A round's sixteen reminders reach the server over one connection (one each was a TCP
-    connection, a greeting, EHLO and QUIT per letter), and the one the server refuses is
-    tried again later while the other fifteen count as sent."""
-    url, inbox = smtp
-    doctor = world.doctor()
-    for hour in range(9, 17):  # eight patients, two reminders each
-        world.book(world.patient(), doctor, slot(hour))
-    assert len(settled(raw, "booked")) == 8  # the hub's own sender wrote the confirmations
-    inbox.refuse = 1
-    later = slot(16) - timedelta(minutes=1)  # every reminder due, for this sender alone
-    engine = db.create_engine(world.settings.database_url)
-    try:
-        sender = Sender(
-            db.session_factory(engine), world.settings, SmtpMail(url), clock=lambda: later
+    connection, a greeting, EHLO and QUIT per letter); the one the server refuses, and the
+    two to an address outside ASCII that this server (no SMTPUTF8) cannot take, are tried
+    again later while the other thirteen count as sent."""
+    people, later = reminded(world, raw, 8)
+    with raw.begin() as conn:
+        conn.execute(
+            text("UPDATE patients SET email = 'jörg@example.org' WHERE id = :id"),
+            {"id": people[3].id},
         )
-        assert await sender.send_due() == 16
-    finally:
-        await engine.dispose()
-    assert len(inbox.messages) == 15 and inbox.kinds() == ["reminder"] * 15
+    with smtp_server(enable_SMTPUTF8=False) as (url, inbox):
+        inbox.refuse = 1
+        async with own_sender(world, SmtpMail(url), later) as (sender, _):
+            assert await sender.send_due() == 16
+    assert len(inbox.messages) == 13 and inbox.kinds() == ["reminder"] * 13
     assert len(inbox.connections) == 1
     rows = settled(raw, "reminder", wait=0)
-    assert sorted((r.state, r.attempts) for r in rows) == [("pending", 1)] + [("sent", 0)] * 15
-    (refused,) = [r for r in rows if r.state == "pending"]
-    assert refused.detail == "SMTPDataError 451"
+    assert sorted((r.state, r.attempts) for r in rows) == [("pending", 1)] * 3 + [("sent", 0)] * 13
+    later_on = sorted(r.detail for r in rows if r.state == "pending")
+    assert later_on == ["SMTPDataError 451", "SMTPNotSupported", "SMTPNotSupported"]
+    assert {r.account_id for r in rows if r.detail == "SMTPNotSupported"} == {people[3].id}
+
+
+async def test_a_letter_that_cannot_be_written_waits_alone(
+    world: World, raw: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A letter whose writing fails is tried again later, and the round's others go (the
+    round had stopped there, every row of it left claimed)."""
+    _, later = reminded(world, raw, 4)
+    compose = letters.compose
+    broken: list[int] = []
+
+    def failing_once(facts: letters.Facts) -> Any:
+        if not broken:
+            broken.append(facts.notification_id)
+            raise ValueError("a template fault")
+        return compose(facts)
+
+    monkeypatch.setattr(letters, "compose", failing_once)
+    async with own_sender(world, Files(tmp_path / "later"), later) as (sender, _):
+        assert await sender.send_due() == 8
+    assert len(list((tmp_path / "later").glob("*-reminder.eml"))) == 7
+    rows = settled(raw, "reminder", wait=0)
+    assert (
+        sorted((r.state, r.attempts, r.detail) for r in rows)
+        == [("pending", 1, "ValueError")] + [("sent", 0, None)] * 7
+    )
+
+
+class Halting:
+    """A transport that hands over three messages of a round, then waits until cancelled:
+    a process stopping in the middle of a round."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+
+    async def send(self, messages: Sequence[Message], done: list[Outcome]) -> None:
+        done += [None] * 3
+        self.reached.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_round_cut_short_records_what_it_sent_and_leaves_the_rest_claimed(
+    world: World, raw: Engine
+) -> None:
+    """What went out before the cut is recorded as sent (lost, it was sent again by whoever
+    claimed the rows a minute later); what did not stays claimed for that."""
+    _, later = reminded(world, raw, 4)
+    transport = Halting()
+    async with own_sender(world, transport, later) as (sender, _):
+        round_ = asyncio.create_task(sender.send_due())
+        await asyncio.wait_for(transport.reached.wait(), WAIT)
+        round_.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await round_
+    with raw.connect() as conn:
+        rows = conn.execute(
+            text("SELECT state, claimed_by FROM notifications WHERE kind = 'reminder'")
+        ).all()
+    assert len(rows) == 8
+    assert sorted(r.state for r in rows) == ["pending"] * 5 + ["sent"] * 3
+    assert all(r.claimed_by is not None for r in rows if r.state == "pending")
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,8 @@ def test_an_idle_hub_asks_the_database_nothing_about_offers_between_sweeps(
     world: World,
 ) -> None:
     """With no offer open and none withdrawn, the waitlist's loop reads no offer between its
-    sweeps (it read twice every half second), and an offer made meanwhile still lapses on time."""
+    sweeps (it read twice every half second). That an offer this process made still lapses
+    on time: test_a_lapsed_offer_moves_on_to_the_next."""
     engine = world.client.app_state["hub"].engine  # type: ignore[attr-defined]
     seen: list[str] = []
 
