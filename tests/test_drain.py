@@ -67,6 +67,7 @@ async def _booker(
                     reply = json.loads(await ws.recv())
                     if reply.get("ref") == ref:
                         log["answered"][ref] = reply["type"]
+                        log["under_way"].set()
                         break
                 await asyncio.sleep(0.05)
         except ConnectionClosed as closed:
@@ -104,7 +105,10 @@ async def test_sigterm_drains_a_process_while_clients_book_and_watch(
             ]
             for viewer in watching:
                 await viewer.until("snapshot")
-            logs = [{"sent": [], "answered": {}, "closes": []} for _ in bookers]
+            logs = [
+                {"sent": [], "answered": {}, "closes": [], "under_way": asyncio.Event()}
+                for _ in bookers
+            ]
             booking = [
                 asyncio.create_task(
                     _booker(
@@ -118,7 +122,11 @@ async def test_sigterm_drains_a_process_while_clients_book_and_watch(
                 for n, pid in enumerate(bookers)
             ]
             closing = [asyncio.create_task(_closed_at(v.ws)) for v in watching]
-            await asyncio.sleep(0.3)  # bookings under way
+            # Bookings under way: each booker has an answer (a loaded machine once took
+            # longer than a fixed 0.3 s to connect them all, and none was answered).
+            async with asyncio.timeout(30):
+                for log in logs:
+                    await log["under_way"].wait()
             process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             ready = await client.get(f"{a}/ready")
