@@ -76,9 +76,26 @@ def _begin_sqlite(session: Session, transaction: SessionTransaction, connection:
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
-    if engine.dialect.name == "sqlite":
-        return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=_SqliteSession)
-    return async_sessionmaker(engine, expire_on_commit=False)
+    # A session class of the factory's own, so that `after_commit` hooks one factory alone.
+    base = _SqliteSession if engine.dialect.name == "sqlite" else Session
+    own = type("HubSession", (base,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=own)
+
+
+def after_commit(sessions: SessionFactory, key: str, callback: Callable[[], None]) -> None:
+    """Call `callback` once a transaction of `sessions` commits in which `key` was put in the
+    session's `info`; a transaction rolled back forgets it."""
+    own: type[Session] = sessions.kw["sync_session_class"]
+
+    def committed(session: Session) -> None:
+        if session.info.pop(key, False):
+            callback()
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(key, None)
+
+    event.listen(own, "after_commit", committed)
+    event.listen(own, "after_rollback", rolled_back)
 
 
 def sync_url(database_url: str) -> str:

@@ -22,7 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, insert, select, update
+from sqlalchemy import CursorResult, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.clock import Clock, utcnow
@@ -79,10 +79,15 @@ def rows(
     }
 
 
+WRITTEN = "hub.notices.written"  # in a session's info: its transaction wrote notifications
+
+
 async def write(session: AsyncSession, values: Sequence[dict[str, object]]) -> None:
-    """Write notification rows in the caller's transaction (one statement, however many)."""
+    """Write notification rows in the caller's transaction (one statement, however many);
+    the process's sender is woken once it commits (hub.db.after_commit)."""
     if values:
         await session.execute(_INSERT, list(values))
+        session.info[WRITTEN] = True
 
 
 def zone_of(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
@@ -192,6 +197,15 @@ class Claims:
                 .order_by(Notification.id)
             )
             return list(claimed)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest notification that nobody has claimed falls due (None: none)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.min(Notification.due_at)).where(
+                    Notification.state == Delivery.pending, Notification.claimed_at.is_(None)
+                )
+            )
 
     async def done(self, row: Notification, state: Delivery, detail: str | None = None) -> bool:
         """Record what became of a claimed notification; False if the claim was lost."""

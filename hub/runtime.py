@@ -24,7 +24,7 @@ from hub.bus import Bus, MemoryBus, RedisBus
 from hub.calendar import Calendar
 from hub.clock import Clock, utcnow
 from hub.config import Settings
-from hub.db import SessionFactory, create_engine, session_factory
+from hub.db import SessionFactory, after_commit, create_engine, session_factory
 from hub.health import Readiness
 from hub.holds import HoldStore, MemoryHolds, RedisHolds
 from hub.lifecycle import Lifecycle
@@ -172,6 +172,7 @@ async def open_hub(settings: Settings, clock: Clock = utcnow) -> AsyncIterator[H
     )
     matcher = asyncio.create_task(waitlist.run(stop), name="hub-waitlist")
     sender = Sender(sessions, settings, *transports(settings), clock=clock)
+    after_commit(sessions, notices.WRITTEN, sender.wake)
     mailer = asyncio.create_task(sender.run(stop), name="hub-sender")
     try:
         yield Hub(

@@ -41,6 +41,7 @@ from hub.notices import Claims
 log = logging.getLogger("hub.sender")
 Account = Patient | Doctor | Staff | Admin
 ALWAYS = (Notice.verify, Notice.reset, Notice.cancelled)  # not turned off by preferences
+IDLE = 10.0  # seconds between an idle sender's looks
 
 
 class Dropped(Exception):
@@ -72,21 +73,41 @@ class Sender:
         self._sms = sms
         self._clock = clock
         self.claims = Claims(sessions, clock)
+        self._woken = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event, every: float = 1.0) -> None:
-        """Until `stop`: send what is due, every `every` seconds, and at once after a full
-        round. A round that found a few waits like one that found none: the next then finds
-        what came meanwhile, and a busy hour's rounds carry dozens of letters rather than one
-        or two each (a round's claim, reads and record cost the same for one as for fifty)."""
+    def wake(self) -> None:
+        """A transaction of this process wrote notifications: look at once (after `every`)."""
+        self._woken.set()
+
+    async def run(self, stop: asyncio.Event, every: float = 1.0, idle: float | None = None) -> None:
+        """Until `stop`: send what is due; again at once after a full round, and otherwise
+        when this process writes notifications (`wake`), when the earliest unclaimed one falls
+        due, or after `idle` seconds, whichever comes first, but never sooner than `every`
+        after the round before: a busy hour's rounds carry dozens of letters rather than one
+        or two each (a round's claim, reads and record cost the same for one as for fifty).
+        Another process's notifications are its sender's; `idle` is the net under a process
+        that died. An idle process asks the database twice every `idle` seconds."""
+        loop = asyncio.get_running_loop()
+        idle = IDLE if idle is None else idle
         while not stop.is_set():
+            began = loop.time()
+            self._woken.clear()
+            pause = idle
             try:
-                sent = await self.send_due()
+                if await self.send_due() >= notices.BATCH:
+                    continue
+                due = await self.claims.next_due()
+                if due is not None:
+                    pause = min(idle, max(0.0, (due - self._clock()).total_seconds()))
             except Exception as exc:  # the database away: the next round tries again
                 log.warning("notifications not sent yet: %r", exc)
-                sent = 0
-            if sent < notices.BATCH:
+                pause = every
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), max(pause, every))
+            rest = began + every - loop.time()
+            if rest > 0 and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), every)
+                    await asyncio.wait_for(stop.wait(), rest)
 
     async def send_due(self) -> int:
         """One round: claim what is due and send or drop each; how many were handled. The

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.generator
 import email.utils
 import fcntl
@@ -22,7 +23,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from playwright import sync_api
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from hub import db
@@ -426,3 +428,19 @@ def patient_token(settings: Settings) -> str:
     finally:
         engine.dispose()
     return Tokens(settings).issue(Principal(Role.patient, patient_id)).access_token
+
+
+@contextlib.contextmanager
+def statements_about(engine: AsyncEngine, word: str) -> Iterator[list[str]]:
+    """The statements `engine` sends while inside that name `word` (a table, say)."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if word in statement:
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)

@@ -26,12 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from hub import db, invites, letters, notices
+from hub import sender as sender_module
 from hub.app import create_app
 from hub.config import Settings
 from hub.mail import Files, Message, Outcome, SmtpMail, Transport
 from hub.models import Notice
 from hub.sender import Sender
-from tests.conftest import Actor, World, iso, slot
+from tests.conftest import Actor, World, iso, slot, statements_about
 from tests.server import free_port, hub_processes
 
 WAIT = 10.0
@@ -280,7 +281,9 @@ def test_a_reminder_of_an_appointment_cancelled_before_it_fell_due_is_never_sent
             text("UPDATE notifications SET due_at = :now WHERE kind = 'reminder'"),
             {"now": datetime.now(UTC).replace(tzinfo=None) - timedelta(seconds=1)},
         )
-    messages = inbox.until(5)  # each kept appointment's two reminders
+    # Each kept appointment's two reminders, at the sender's next idle look: it learns of rows
+    # moved by hand no sooner (time passing it would have woken for).
+    messages = inbox.until(5, wait=sender_module.IDLE + WAIT)
     states = settled(raw, "reminder")
     time.sleep(1.5)  # and nothing more
     assert inbox.kinds() == ["booked", "booked", "cancelled", "reminder", "reminder"]
@@ -418,6 +421,27 @@ async def test_a_letter_that_cannot_be_written_waits_alone(
         sorted((r.state, r.attempts, r.detail) for r in rows)
         == [("pending", 1, "ValueError")] + [("sent", 0, None)] * 7
     )
+
+
+def test_an_idle_sender_asks_nothing_and_a_commit_that_writes_a_notification_wakes_it(
+    settings: Settings, raw: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing due, the sender reads no notification between its looks (it read one
+    every second), and a transaction that writes one wakes it: with its idle looks an hour
+    apart, only the wake can send the booking's confirmation."""
+    monkeypatch.setattr(sender_module, "IDLE", 3600.0, raising=False)
+    with TestClient(create_app(settings)) as client:
+        world = World(client, settings, raw)
+        doctor, patient = world.doctor(), world.patient()  # each verifies an address
+        assert {r.state for r in settled(raw, "verify")} == {"sent"}
+        engine = client.app_state["hub"].engine  # type: ignore[attr-defined]
+        with statements_about(engine, "notifications") as seen:
+            time.sleep(1.5)  # the round after the verifications, and its pause
+            seen.clear()
+            time.sleep(3)
+            assert seen == []
+            world.book(patient, doctor, slot(10))
+            assert [r.state for r in settled(raw, "booked")] == ["sent"]
 
 
 class Halting:

@@ -22,7 +22,15 @@ from hub import db, ledger
 from hub.app import create_app
 from hub.auth import Principal, Role, Tokens
 from hub.config import Settings
-from tests.conftest import Actor, World, insert_patients, iso, next_workday, slot
+from tests.conftest import (
+    Actor,
+    World,
+    insert_patients,
+    iso,
+    next_workday,
+    slot,
+    statements_about,
+)
 from tests.server import hub_processes
 from tests.test_ws import connected
 
@@ -190,14 +198,7 @@ def test_an_idle_hub_asks_the_database_nothing_about_offers_between_sweeps(
     sweeps (it read twice every half second). That an offer this process made still lapses
     on time: test_a_lapsed_offer_moves_on_to_the_next."""
     engine = world.client.app_state["hub"].engine  # type: ignore[attr-defined]
-    seen: list[str] = []
-
-    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "waitlist_offers" in statement:
-            seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
-    try:
+    with statements_about(engine, "waitlist_offers") as seen:
         deadline = time.monotonic() + 10
         while not seen and time.monotonic() < deadline:  # the first sweep, at start
             time.sleep(0.05)
@@ -206,8 +207,6 @@ def test_an_idle_hub_asks_the_database_nothing_about_offers_between_sweeps(
         seen.clear()
         time.sleep(3)  # six of the loop's rounds
         assert seen == []
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", note)
 
 
 def test_a_free_slot_that_fits_is_offered_at_once_when_joining(world: World) -> None:
