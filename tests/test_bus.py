@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,9 @@ from redis.exceptions import RedisError
 from hub.bus import Bus, MemoryBus, Message, RedisBus, slot_channel
 from tests.conftest import REDIS_KINDS, REDIS_URL, async_redis
 
+# Pub/sub channels are the server's, not a database's: each pytest-xdist worker its own, as
+# each hub its own (`hub:<database>:`), or one worker's probes reach the other's sinks.
+PREFIX = f"test:{os.environ.get('PYTEST_XDIST_WORKER', 'main')}:"
 DOCTORS = 40  # channels enough to land on every shard of a three-node cluster
 WAIT = 10.0
 
@@ -48,7 +52,7 @@ async def buses(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Bus, Bus,
     clients = [async_redis(request.param) for _ in range(3)]
     await clients[0].flushdb()
     await clients[2].ping()  # a cluster client learns its nodes on its first command
-    first, second = (RedisBus(client, timeout=2.0, prefix="test:") for client in clients[:2])
+    first, second = (RedisBus(client, timeout=2.0, prefix=PREFIX) for client in clients[:2])
     try:
         yield first, second, clients[2]
     finally:
@@ -85,13 +89,13 @@ async def test_one_channel_fans_out_to_every_local_sink(buses: tuple[Bus, Bus, A
         await _subscribed(listener, slot_channel(7), sink)
     if client is not None:  # one upstream subscription for the three sinks
         node = (
-            client.get_node_from_key("test:doctor:7:slots")
+            client.get_node_from_key(PREFIX + "doctor:7:slots")
             if hasattr(client, "get_node_from_key")
             else None
         )
         kwargs = {"target_nodes": node} if node is not None else {}
         counts = await client.execute_command(
-            "PUBSUB", "SHARDNUMSUB", "test:doctor:7:slots", **kwargs
+            "PUBSUB", "SHARDNUMSUB", PREFIX + "doctor:7:slots", **kwargs
         )
         assert counts[1] == 1
     await publisher.publish(slot_channel(7), {"n": 1})
@@ -136,8 +140,8 @@ async def test_sinks_leaving_at_once_are_unsubscribed_together(
     )
     if client is not None:
         for channel in (channels[0], channels[150], channels[-1]):
-            assert await _subscribers(client, "test:" + channel) == 0
-        assert await _subscribers(client, "test:" + slot_channel(1)) == 1
+            assert await _subscribers(client, PREFIX + channel) == 0
+        assert await _subscribers(client, PREFIX + slot_channel(1)) == 1
     if isinstance(client, Redis):  # a cluster client sends one per channel, to its shard
         assert await _sunsubscribes(client) - before < 30
     for channel in channels[:5]:
@@ -172,7 +176,7 @@ async def test_a_channel_left_and_joined_at_once_keeps_its_subscription(
     await asyncio.sleep(0.2)
     if client is not None:
         for channel, count in ((slot_channel(4), 0), (slot_channel(5), 0), (slot_channel(3), 1)):
-            assert await _subscribers(client, "test:" + channel) == count, channel
+            assert await _subscribers(client, PREFIX + channel) == count, channel
     assert first.messages == []
 
 
@@ -180,14 +184,14 @@ async def test_a_closed_bus_subscribes_to_nothing() -> None:
     if REDIS_URL is None:
         pytest.skip("needs Redis")
     client = async_redis("redis")
-    bus = RedisBus(client, timeout=2.0, prefix="test:")
+    bus = RedisBus(client, timeout=2.0, prefix=PREFIX)
     try:
         await bus.subscribe(slot_channel(6), Inbox())
         await bus.close()
         with pytest.raises(RedisError):
             await bus.subscribe(slot_channel(7), Inbox())
         await bus.unsubscribe(slot_channel(6), Inbox())  # at once, nothing to send
-        assert await _subscribers(client, "test:" + slot_channel(7)) == 0
+        assert await _subscribers(client, PREFIX + slot_channel(7)) == 0
     finally:
         await bus.close()
         await client.aclose()
@@ -275,8 +279,8 @@ async def test_subscriptions_come_back_after_redis_was_away_for_a_while() -> Non
     await outage.up()
     proxied = Redis.from_url(f"redis://127.0.0.1:{outage.port}{target.path}")
     direct = Redis.from_url(REDIS_URL)
-    listener = RedisBus(proxied, timeout=2.0, prefix="test:")
-    publisher = RedisBus(direct, timeout=2.0, prefix="test:")
+    listener = RedisBus(proxied, timeout=2.0, prefix=PREFIX)
+    publisher = RedisBus(direct, timeout=2.0, prefix=PREFIX)
     try:
         before, after = Inbox(), Inbox()
         await _subscribed(listener, slot_channel(3), before)
@@ -329,7 +333,7 @@ async def test_a_channel_whose_slot_moves_to_another_shard_is_heard_again(
     inbox = Inbox()
     await _subscribed(listener, slot_channel(5), inbox)
     await _until_heard(publisher, slot_channel(5), inbox)
-    await _move_slot(client, "test:doctor:5:slots")
+    await _move_slot(client, PREFIX + "doctor:5:slots")
     inbox.messages.clear()
     await _until_heard(publisher, slot_channel(5), inbox)
 
@@ -356,7 +360,7 @@ async def test_a_channel_rejoined_after_a_failed_unsubscribe_is_heard_again_afte
     monkeypatch.undo()
     await _subscribed(listener, slot_channel(6), second)
     await _until_heard(publisher, slot_channel(6), second)
-    await _move_slot(client, "test:doctor:6:slots")
+    await _move_slot(client, PREFIX + "doctor:6:slots")
     second.messages.clear()
     await _until_heard(publisher, slot_channel(6), second)
 
@@ -373,7 +377,7 @@ async def test_subscribing_on_a_new_shard_while_reading_loses_nothing(
     await client.initialize()
     by_shard: dict[str, str] = {}
     for doctor in range(1, DOCTORS + 1):
-        key = "test:" + slot_channel(doctor)
+        key = PREFIX + slot_channel(doctor)
         by_shard.setdefault(client.get_node_from_key(key).name, slot_channel(doctor))
     channels = list(by_shard.values())
     assert len(channels) == 3
@@ -386,7 +390,7 @@ async def test_subscribing_on_a_new_shard_while_reading_loses_nothing(
     monkeypatch.setattr(Connection, "connect", slow_connect)
     try:
         for _ in range(3):
-            bus = RedisBus(client, timeout=2.0, prefix="test:")
+            bus = RedisBus(client, timeout=2.0, prefix=PREFIX)
             inboxes = [Inbox() for _ in channels]
             try:
                 for channel, inbox in zip(channels, inboxes, strict=True):
