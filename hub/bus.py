@@ -215,8 +215,7 @@ class RedisBus:
                             # Not confirmed, perhaps not sent: expect no confirmation, or a
                             # drop Redis makes later (a slot moving) would be taken for one.
                             # One that comes after all only makes a rejoined channel resubscribe.
-                            self._leaving.subtract(leaving)
-                            self._leaving = +self._leaving
+                            self._leaving -= Counter(leaving)  # keeps what stays above 0
             finally:  # cancelled by close: nobody is left waiting
                 _settle(wanted, failure)
                 _settle(unwanted, None)

@@ -79,26 +79,25 @@ class Sender:
         """A transaction of this process wrote notifications: look at once (after `every`)."""
         self._woken.set()
 
-    async def run(self, stop: asyncio.Event, every: float = 1.0, idle: float | None = None) -> None:
+    async def run(self, stop: asyncio.Event, every: float = 1.0) -> None:
         """Until `stop`: send what is due; again at once after a full round, and otherwise
         when this process writes notifications (`wake`), when the earliest unclaimed one falls
-        due, or after `idle` seconds, whichever comes first, but never sooner than `every`
+        due, or after IDLE seconds, whichever comes first, but never sooner than `every`
         after the round before: a busy hour's rounds carry dozens of letters rather than one
         or two each (a round's claim, reads and record cost the same for one as for fifty).
-        Another process's notifications are its sender's; `idle` is the net under a process
-        that died. An idle process asks the database twice every `idle` seconds."""
+        Another process's notifications are its sender's; IDLE is the net under a process
+        that died. An idle process asks the database twice every IDLE seconds."""
         loop = asyncio.get_running_loop()
-        idle = IDLE if idle is None else idle
         while not stop.is_set():
             began = loop.time()
             self._woken.clear()
-            pause = idle
+            pause = IDLE
             try:
                 if await self.send_due() >= notices.BATCH:
                     continue
                 due = await self.claims.next_due()
                 if due is not None:
-                    pause = min(idle, max(0.0, (due - self._clock()).total_seconds()))
+                    pause = min(IDLE, max(0.0, (due - self._clock()).total_seconds()))
             except Exception as exc:  # the database away: the next round tries again
                 log.warning("notifications not sent yet: %r", exc)
                 pause = every

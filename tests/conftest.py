@@ -431,8 +431,9 @@ def patient_token(settings: Settings) -> str:
 
 
 @contextlib.contextmanager
-def statements_about(engine: AsyncEngine, word: str) -> Iterator[list[str]]:
-    """The statements `engine` sends while inside that name `word` (a table, say)."""
+def statements_about(engine: AsyncEngine, word: str = "") -> Iterator[list[str]]:
+    """The statements `engine` sends while inside that name `word` (a table, say; every
+    statement when empty)."""
     seen: list[str] = []
 
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

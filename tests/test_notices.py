@@ -21,7 +21,7 @@ import aiosmtplib.email
 import pytest
 from aiosmtpd.controller import Controller
 from icalendar import Calendar
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
@@ -355,14 +355,9 @@ async def test_a_round_of_reminders_is_read_and_recorded_in_a_few_statements(
     all, and records what became of them in one transaction: a statement count that does not
     grow with the round (one message at a time, it was about eight statements each)."""
     _, later = reminded(world, raw, 8)
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
     async with own_sender(world, Files(tmp_path / "later"), later) as (sender, engine):
-        event.listen(engine.sync_engine, "before_cursor_execute", count)
-        handled = await sender.send_due()
+        with statements_about(engine) as statements:
+            handled = await sender.send_due()
     rows = settled(raw, "reminder")
     assert handled == len(rows) == 16
     assert {r.state for r in rows} == {"sent"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.testclient import TestClient
@@ -256,25 +256,20 @@ async def test_a_booking_updates_the_waitlist_only_of_a_patient_who_waits(world:
     waiting, not_waiting = world.patient(), world.patient()
     line = join(world, waiting, doctor)
     engine = db.create_engine(world.settings.database_url)
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
     sessions = db.session_factory(engine)
     updates: dict[int, list[str]] = {}
     try:
-        for days, who in ((14, not_waiting), (15, waiting)):
-            statements.clear()
+        with statements_about(engine) as statements:
+            for days, who in ((14, not_waiting), (15, waiting)):
+                statements.clear()
 
-            async def work(session: AsyncSession, who: Actor = who, days: int = days) -> None:
-                patient = Principal(Role.patient, who.id)
-                now = datetime.now(UTC)
-                await ledger.enter(session, patient, doctor.id, slot(9, days_ahead=days), now)
+                async def work(session: AsyncSession, who: Actor = who, days: int = days) -> None:
+                    patient = Principal(Role.patient, who.id)
+                    now = datetime.now(UTC)
+                    await ledger.enter(session, patient, doctor.id, slot(9, days_ahead=days), now)
 
-            await db.transaction(sessions, work)
-            updates[who.id] = [s for s in statements if s.startswith("UPDATE waitlist_entries")]
+                await db.transaction(sessions, work)
+                updates[who.id] = [s for s in statements if s.startswith("UPDATE waitlist_entries")]
     finally:
         await engine.dispose()
     assert updates[not_waiting.id] == []
