@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from hub.auth import Principal, Role
+from hub.driver import Statement
 from hub.errors import InvalidTransition, NotFound, TooLate
 from hub.models import Appointment, AppointmentEvent, Status
 from hub.schedules import Policy
@@ -72,7 +73,12 @@ def _history(
     return history | actor(by)
 
 
-_HISTORY = insert(cast(Table, AppointmentEvent.__table__))
+_HISTORY_COLUMNS = ("appointment_id", "to_status", "reason", "at", "actor_role", "actor_id")
+_HISTORY = Statement(
+    insert(cast(Table, AppointmentEvent.__table__)).values(
+        {**{c: bindparam(c) for c in _HISTORY_COLUMNS}, "from_status": None}
+    )
+)
 
 
 async def record_new(
@@ -80,7 +86,7 @@ async def record_new(
 ) -> None:
     """Write the history row of a new appointment at once (Core: the booking path runs no
     unit of work)."""
-    await session.execute(_HISTORY, {**_history(row, by, at, reason), "from_status": None})
+    await _HISTORY.run(session, _history(row, by, at, reason))
 
 
 def change(

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from functools import cache
+from typing import cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -12,6 +13,7 @@ from hub import protocol
 from hub.bus import slot_channel
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
+from hub.driver import Statement
 from hub.errors import NotFound
 from hub.models import Appointment, OutboxEvent, Patient, Schedule, WaitlistOffer
 from hub.protocol import AppointmentChange, AppointmentEvent, Event, OfferEvent
@@ -46,19 +48,37 @@ def _outbox(session: AsyncSession, row: OutboxEvent) -> None:
 
 
 _OUTBOX = cast(Table, OutboxEvent.__table__)
-_OUTBOX_INSERT = insert(_OUTBOX)
-_OUTBOX_NUMBERED = _OUTBOX_INSERT.returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_OUTBOX_COLUMNS = (
+    "channel",
+    "doctor_id",
+    "version",
+    "payload",
+    "created_at",
+    "claimed_at",
+    "claimed_by",
+)
+_OUTBOX_INSERT = Statement(insert(_OUTBOX).values({c: bindparam(c) for c in _OUTBOX_COLUMNS}))
+NUMBERED = 8  # events numbered by one INSERT ... RETURNING at most
+
+
+@cache
+def _numbered(count: int) -> Statement:
+    # `count` rows, their ids returned in the order of the rows (MariaDB numbers and returns
+    # a multi-row INSERT's rows in order).
+    rows = [
+        {c: bindparam(f"{c}_{n}", type_=_OUTBOX.c[c].type) for c in _OUTBOX_COLUMNS}
+        for n in range(count)
+    ]
+    return Statement(insert(_OUTBOX).values(rows).returning(_OUTBOX.c.id))
 
 
 async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> None:
     """Insert the events a relay's transaction claimed (`claim_for`), numbered in the order
-    they were written: one multi-row INSERT ... RETURNING where the database numbers its
-    rows in order (MariaDB), one INSERT per event elsewhere (SQLite, MySQL 8). Core, not the
-    unit of work, whose flush cost a booking more than its statements. They were created
-    when the transaction's attempt began (the relay's clock), so the outbox's lag counts
-    the transaction's own time too."""
-    if not written:
-        return
+    they were written: a multi-row INSERT ... RETURNING (of up to `NUMBERED` rows) where the
+    database numbers its rows in order (MariaDB), one INSERT per event elsewhere (SQLite,
+    MySQL 8). Not the unit of work, whose flush cost a booking more than its statements.
+    They were created when the transaction's attempt began (the relay's clock), so the
+    outbox's lag counts the transaction's own time too."""
     values = [
         {
             "channel": row.channel,
@@ -68,18 +88,20 @@ async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> No
             "created_at": row.claimed_at,
             "claimed_at": row.claimed_at,
             "claimed_by": row.claimed_by,
-            "published_at": None,
         }
         for row in written
     ]
+    ids: list[int] = []
     if (await session.connection()).dialect.insert_executemany_returning_sort_by_parameter_order:
-        ids = (await session.execute(_OUTBOX_NUMBERED, values)).scalars().all()
+        for first in range(0, len(values), NUMBERED):
+            part = values[first : first + NUMBERED]
+            named = {f"{c}_{n}": v for n, one in enumerate(part) for c, v in one.items()}
+            ids.extend(r.id for r in await _numbered(len(part)).rows(session, named))
     else:
-        ids = []
         for one in values:
-            inserted = cast(CursorResult[Any], await session.execute(_OUTBOX_INSERT, one))
-            assert inserted.inserted_primary_key is not None
-            ids.append(inserted.inserted_primary_key[0])
+            inserted = await _OUTBOX_INSERT.run(session, one)
+            assert inserted.lastrowid is not None
+            ids.append(inserted.lastrowid)
     for row, id_ in zip(written, ids, strict=True):
         row.id = id_
 
@@ -110,7 +132,7 @@ async def locked_schedule(session: AsyncSession, doctor_id: int) -> Schedule:
 
 
 _SCHEDULE = cast(Table, Schedule.__table__)
-_BUMP = (
+_BUMP = Statement(
     update(_SCHEDULE)
     .where(_SCHEDULE.c.doctor_id == bindparam("doctor"))
     .values(version=bindparam("next"), updated_at=bindparam("at"))
@@ -122,7 +144,7 @@ async def _record_versioned(session: AsyncSession, doctor_id: int, kind: str, **
     version = schedule.version + 1
     # Core, and the loaded row told it is stored: no unit of work for one column.
     at = utcnow()  # as the column's onupdate would have it
-    await session.execute(_BUMP, {"doctor": doctor_id, "next": version, "at": at})
+    await _BUMP.run(session, {"doctor": doctor_id, "next": version, "at": at})
     set_committed_value(schedule, "version", version)
     set_committed_value(schedule, "updated_at", at)
     message = {"type": kind, "doctor_id": doctor_id, **fields, "version": version}

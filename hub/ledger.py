@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    CompoundSelect,
     CursorResult,
     Select,
     Table,
@@ -22,6 +21,7 @@ from sqlalchemy.orm.util import identity_key
 
 from hub import appointments, availability, events, idempotency, notices, schedules, visits
 from hub.auth import Principal
+from hub.driver import Statement
 from hub.errors import AlreadyBooked, NotFound, PatientBusy, SlotTaken, UnverifiedEmail
 from hub.idempotency import Key
 from hub.models import (
@@ -96,14 +96,12 @@ async def enter(
         "updated_at": now,
     }
     try:
-        # Core, not the unit of work: a refused INSERT leaves the transaction usable for
-        # asking which key refused it, with no savepoint around it.
-        inserted = cast(CursorResult[Any], await session.execute(_INSERT, values))
+        # Not the unit of work: a refused INSERT leaves the transaction usable for asking
+        # which key refused it, with no savepoint around it.
+        inserted = await _INSERT.run(session, values)
     except IntegrityError as exc:
         raise await _conflict(session, exc, patient.id, start) from exc
-    key_of = inserted.inserted_primary_key
-    assert key_of is not None
-    appointment = Appointment(id=key_of[0], cancel_reason=None, **values)
+    appointment = Appointment(id=inserted.lastrowid, cancel_reason=None, **values)
     reason = f"rescheduled from {moved_from}" if moved_from else None
     await appointments.record_new(session, appointment, by or patient, now, reason)
     await events.record_slot(session, doctor_id, start, "booked")
@@ -160,7 +158,7 @@ _WAITING = (
     )
     .exists()
 )
-_LOCKED_PATIENT = (
+_LOCKED_PATIENT = Statement(
     select(
         _PATIENT.first_name,
         _PATIENT.last_name,
@@ -194,19 +192,35 @@ def _overlapping(party: Any, name: str) -> Select[int, int, datetime, datetime]:
 
 
 # One round trip, three index ranges (an OR across them read every appointment there is).
-_CLASHES: CompoundSelect[int, int, datetime, datetime] = union_all(
-    _overlapping(_A.doctor_id, "doctor_id"),
-    _overlapping(_A.patient_id, "patient_id"),
-    select(*_CLASH_COLUMNS).where(  # an upcoming one of the patient with this doctor
-        _A.patient_id == bindparam("patient_id"),
-        _A.start_at > bindparam("one_from"),
-        _A.doctor_id == bindparam("doctor_id"),
-        _A.status == Status.scheduled,
-        _A.active.is_not(None),
-        _A.id != bindparam("besides"),
-    ),
+_CLASHES = Statement(
+    union_all(
+        _overlapping(_A.doctor_id, "doctor_id"),
+        _overlapping(_A.patient_id, "patient_id"),
+        select(*_CLASH_COLUMNS).where(  # an upcoming one of the patient with this doctor
+            _A.patient_id == bindparam("patient_id"),
+            _A.start_at > bindparam("one_from"),
+            _A.doctor_id == bindparam("doctor_id"),
+            _A.status == Status.scheduled,
+            _A.active.is_not(None),
+            _A.id != bindparam("besides"),
+        ),
+    )
 )
-_INSERT = insert(_APPOINTMENTS)  # Core: no ORM bulk machinery
+_ENTERED = (
+    "doctor_id",
+    "patient_id",
+    "start_at",
+    "end_at",
+    "status",
+    "late_cancel",
+    "rescheduled_from_id",
+    "visit_type_id",
+    "buffer_minutes",
+    "reason",
+    "created_at",
+    "updated_at",
+)
+_INSERT = Statement(insert(_APPOINTMENTS).values({key: bindparam(key) for key in _ENTERED}))
 # Booked with the doctor, by any path: off the doctor's waitlist. The offer of this very
 # start was accepted (its hold is the booking's, let go after commit); any other open offer
 # is withdrawn and its hold let go by the waitlist's loop (hub.waitlist). Core statements:
@@ -241,11 +255,10 @@ async def _locked_patient(
     session: AsyncSession, patient_id: int, doctor_id: int
 ) -> tuple[Patient, bool]:
     # Only what the answer shows of them (their names), not the whole row (a password hash).
-    found = (
-        await session.execute(_LOCKED_PATIENT, {"id": patient_id, "doctor": doctor_id})
-    ).first()
-    if found is None:
+    rows = await _LOCKED_PATIENT.rows(session, {"id": patient_id, "doctor": doctor_id})
+    if not rows:
         raise NotFound(f"patient {patient_id} not found")
+    found = rows[0]
     person = Patient(
         id=patient_id,
         first_name=found.first_name,
@@ -287,7 +300,7 @@ async def _leave_waitlist(
 # The schedule row locked (and with it the visit types, which change only under it), the
 # doctor's names, and their visit types in order: one row per type, or one with no type.
 _SCHEDULE_KEYS = tuple(_SCHEDULES.c.keys())
-_LOCKED_BOOKABLE = (
+_LOCKED_BOOKABLE = Statement(
     select(
         _SCHEDULES,
         _DOCTOR.first_name,
@@ -316,7 +329,7 @@ async def _locked_bookable(
     # The doctor's schedule row locked (as events.locked_schedule locks it, and noted so that
     # the events written after do not lock it again), the doctor's names and visit types, in
     # one query, if patients may book them.
-    found = (await session.execute(_LOCKED_BOOKABLE, {"id": doctor_id})).all()
+    found = await _LOCKED_BOOKABLE.rows(session, {"id": doctor_id})
     if not found:
         raise NotFound(f"doctor {doctor_id} not found")
     first = found[0]
@@ -326,7 +339,7 @@ async def _locked_bookable(
         if r.type_id is not None
     ]
     doctor = Doctor(id=doctor_id, first_name=first.first_name, last_name=first.last_name)
-    return _attached(session, first._mapping), doctor, types
+    return _attached(session, first._asdict()), doctor, types
 
 
 def _attached(session: AsyncSession, row: Any) -> Schedule:
@@ -361,20 +374,18 @@ async def _refuse_clashes(
     # appointments of another length (made before the doctor changed the slot length) that
     # overlap this one; and, when the doctor allows one upcoming appointment per patient
     # (`one_from` is now), one the patient already has with them.
-    found = (
-        await session.execute(
-            _CLASHES,
-            {
-                "start": start,
-                "end": end,
-                "since": start - LONGEST,
-                "doctor_id": doctor_id,
-                "patient_id": patient_id,
-                "one_from": one_from or NEVER,
-                "besides": besides or 0,
-            },
-        )
-    ).all()
+    found = await _CLASHES.rows(
+        session,
+        {
+            "start": start,
+            "end": end,
+            "since": start - LONGEST,
+            "doctor_id": doctor_id,
+            "patient_id": patient_id,
+            "one_from": one_from or NEVER,
+            "besides": besides or 0,
+        },
+    )
     overlapping = [
         r for r in found if r.start_at < end and r.end_at > start and r.start_at != start
     ]

@@ -22,11 +22,12 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.clock import Clock, utcnow
 from hub.db import SessionFactory
+from hub.driver import Statement
 from hub.models import Delivery, Notice, Notification
 
 log = logging.getLogger("hub.notices")
@@ -48,7 +49,22 @@ class Policy:
 
 
 DEFAULT = Policy()
-_INSERT = insert(cast(Table, Notification.__table__))
+_COLUMNS = (
+    "kind",
+    "channel",
+    "role",
+    "account_id",
+    "appointment_id",
+    "start_at",
+    "payload",
+    "due_at",
+    "state",
+    "attempts",
+    "created_at",
+)
+_INSERT = Statement(
+    insert(cast(Table, Notification.__table__)).values({c: bindparam(c) for c in _COLUMNS})
+)
 
 
 def rows(
@@ -86,7 +102,7 @@ async def write(session: AsyncSession, values: Sequence[dict[str, object]]) -> N
     """Write notification rows in the caller's transaction (one statement, however many);
     the process's sender is woken once it commits (hub.db.after_commit)."""
     if values:
-        await session.execute(_INSERT, list(values))
+        await _INSERT.run_many(session, values)
         session.info[WRITTEN] = True
 
 

@@ -47,7 +47,7 @@ LAYERS = {
         "addresses",
         "health",
     },
-    "store": {"bus", "db", "holds", "models", "constraints", "migrations", "mail"},
+    "store": {"bus", "db", "driver", "holds", "models", "constraints", "migrations", "mail"},
     "support": {
         "__init__",
         "clock",

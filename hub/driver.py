@@ -1,0 +1,164 @@
+"""Statements of the booking path, run by the database driver itself.
+
+A Core statement is compiled once per dialect into its SQL text, the order of its parameters
+and the bind and result processors of its types, as SQLAlchemy compiles it; then it runs on
+the session's own connection, in the session's transaction, through the driver's cursor.
+SQLAlchemy's execution of a compiled statement (its execution context, result object and
+greenlet hop) cost the booking path more than the driver's round trip does. Errors come out
+as SQLAlchemy's (`IntegrityError`, `OperationalError`, ...), and a connection lost mid-way is
+invalidated, as SQLAlchemy does it. A statement here neither autoflushes the session (as a
+Core statement through the session does not) nor reaches the engine's cursor events.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ClauseElement, CompoundSelect, Select
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.sqltypes import NullType
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What a statement that returns no rows did."""
+
+    rowcount: int
+    lastrowid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the parameters in the order the SQL takes them
+    fixed: dict[str, Any]  # the values the statement carries (`status = 'scheduled'`)
+    binds: tuple[Processor, ...]
+    results: tuple[Processor, ...]
+    row: Any  # a namedtuple class of the columns returned, or None
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        fixed = self.fixed
+        values = [params[name] if name in params else fixed[name] for name in self.names]
+        return tuple(v if p is None else p(v) for v, p in zip(values, self.binds, strict=True))
+
+    def rows(self, found: Any) -> list[Any]:
+        make, results = self.row._make, self.results
+        return [
+            make(v if p is None else p(v) for v, p in zip(r, results, strict=True)) for r in found
+        ]
+
+
+class Statement:
+    """A Core statement (a SELECT, an INSERT, an UPDATE; no expanding IN) to run on a
+    session's connection with `rows` or `run`."""
+
+    __slots__ = ("_compiled", "_statement")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self._statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
+        """The rows it returns, as named tuples of the columns' values."""
+        connection = await session.connection()
+        compiled = self._for(connection.dialect)
+        found, _ = await _execute(connection, compiled, params, fetch=True)
+        return compiled.rows(found)
+
+    async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> Done:
+        """Run it for what it changes: the rows it touched and the id it inserted."""
+        connection = await session.connection()
+        _, done = await _execute(connection, self._for(connection.dialect), params, fetch=False)
+        return done
+
+    async def run_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run it once for each of `rows` (the driver sends an INSERT's rows as one)."""
+        connection = await session.connection()
+        compiled = self._for(connection.dialect)
+        await _execute(connection, compiled, [compiled.arguments(r) for r in rows], fetch=False)
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _compile(self._statement, dialect)
+        return found
+
+
+def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
+    compiled: Any = statement.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    binds = compiled.binds
+    assert not any(binds[n].expanding for n in names), "an expanding IN is compiled per call"
+    # Python-side defaults are the execution context's to compute: give those columns' values.
+    assert not compiled.insert_prefetch and not compiled.update_prefetch, "a Python default"
+    untyped = [n for n in names if isinstance(binds[n].type, NullType)]
+    assert not untyped, f"parameters of no type (nothing would convert them): {untyped}"
+    columns: list[Any] = []
+    if isinstance(statement, Select | CompoundSelect):
+        columns = list(statement.selected_columns)
+    elif isinstance(statement, UpdateBase):
+        columns = list(statement.exported_columns)  # its RETURNING, if any
+    keys = [c.key for c in columns]
+    types = [c.type.dialect_impl(dialect) for c in columns]
+    return _Compiled(
+        sql=compiled.string,
+        names=names,
+        fixed={n: binds[n].effective_value for n in names if not binds[n].required},
+        binds=tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
+        results=tuple(t.result_processor(dialect, None) for t in types),
+        row=namedtuple("Row", keys, rename=True) if keys else None,
+    )
+
+
+async def _execute(
+    connection: AsyncConnection,
+    compiled: _Compiled,
+    params: Mapping[str, Any] | list[tuple[Any, ...]],
+    *,
+    fetch: bool,
+) -> tuple[list[Any], Done]:
+    # One row's parameters by name, or the argument tuples of several (executemany).
+    many = isinstance(params, list)
+    arguments = params if isinstance(params, list) else compiled.arguments(params)
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    dialect = connection.dialect
+    try:
+        if dialect.name == "sqlite":  # aiosqlite
+            send = driver.executemany if many else driver.execute
+            cursor = await send(compiled.sql, arguments)
+            try:
+                found = list(await cursor.fetchall()) if fetch else []
+                return found, Done(cursor.rowcount, cursor.lastrowid)
+            finally:
+                await cursor.close()
+        async with driver.cursor() as cursor:  # aiomysql
+            await (cursor.executemany if many else cursor.execute)(compiled.sql, arguments)
+            found = list(await cursor.fetchall()) if fetch else []
+            return found, Done(cursor.rowcount, cursor.lastrowid)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, raw.dbapi_connection, None)
+        if lost:
+            connection.sync_connection.invalidate(exc)  # type: ignore[union-attr]
+        raise DBAPIError.instance(
+            compiled.sql,
+            arguments,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=lost,
+            dialect=dialect,
+            ismulti=many,
+        ) from exc
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled mid-statement: the protocol's state is lost
+            connection.sync_connection.invalidate(exc)  # type: ignore[union-attr]
+        raise

@@ -1,0 +1,159 @@
+"""Statements run by the driver itself (hub.driver): the same values both ways as SQLAlchemy
+gives and takes, in the session's transaction, SQLAlchemy's errors, and a lost connection
+let go of, on MariaDB and the embedded SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, Table, bindparam, func, insert, literal, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hub import db
+from hub.config import Settings
+from hub.driver import Statement
+from hub.models import Delivery, Notice, Notification, Specialization
+
+NOTIFICATIONS = Notification.__table__
+assert isinstance(NOTIFICATIONS, Table)
+N = NOTIFICATIONS.c
+COLUMNS = (
+    "kind",
+    "channel",
+    "role",
+    "account_id",
+    "payload",
+    "due_at",
+    "state",
+    "attempts",
+    "created_at",
+)
+WRITE = Statement(insert(NOTIFICATIONS).values({c: bindparam(c) for c in COLUMNS}))
+READ = Statement(
+    select(N.id, N.kind, N.payload, N.due_at, N.state, N.start_at)
+    .where(N.account_id == bindparam("account"), N.state == Delivery.pending)
+    .order_by(N.id)
+)
+NAMES = Specialization.__table__
+assert isinstance(NAMES, Table)
+NAME = Statement(insert(NAMES).values(name=bindparam("name")))
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[db.SessionFactory]:
+    engine = db.create_engine(settings.database_url)
+    try:
+        yield db.session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def row(account: int, due: datetime, **payload: object) -> dict[str, object]:
+    return {
+        "kind": Notice.booked,
+        "channel": "email",
+        "role": "patient",
+        "account_id": account,
+        "payload": payload,
+        "due_at": due,
+        "state": Delivery.pending,
+        "attempts": 0,
+        "created_at": due,
+    }
+
+
+async def test_rows_come_back_as_sqlalchemy_reads_them(sessions: db.SessionFactory) -> None:
+    """Enums, JSON and the UTC datetimes (a zone other than UTC going in) read back as the
+    ORM's own read of the same rows has them."""
+    due = datetime(2031, 3, 4, 12, 30, 15, 250_000, tzinfo=UTC)
+    async with sessions.begin() as session:
+        done = await WRITE.run(session, row(7001, due.astimezone(), note="café · ü"))
+        await WRITE.run_many(session, [row(7001, due, n=1), row(7001, due, n=2)])
+        found = await READ.rows(session, {"account": 7001})
+    assert done.rowcount == 1 and done.lastrowid == found[0].id
+    async with sessions() as session:
+        orm = (
+            await session.scalars(
+                select(Notification)
+                .where(Notification.account_id == 7001)
+                .order_by(Notification.id)
+            )
+        ).all()
+    assert [(r.id, r.kind, r.payload, r.due_at, r.state, r.start_at) for r in orm] == [
+        tuple(r) for r in found
+    ]
+    first = found[0]
+    assert first.kind is Notice.booked and first.state is Delivery.pending
+    assert first.payload == {"note": "café · ü"} and [r.payload for r in found[1:]] == [
+        {"n": 1},
+        {"n": 2},
+    ]
+    assert first.due_at == due and first.due_at.tzinfo is UTC and first.start_at is None
+
+
+async def test_its_statements_are_the_sessions_transaction(sessions: db.SessionFactory) -> None:
+    """Rolled back with the session, seen by the session's own statements before that."""
+    due = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
+    count = select(func.count()).select_from(NOTIFICATIONS).where(N.account_id == 7002)
+    async with sessions() as session:
+        await WRITE.run(session, row(7002, due))
+        assert await session.scalar(count) == 1
+        await session.rollback()
+        assert await session.scalar(count) == 0
+
+
+async def test_a_refused_insert_is_sqlalchemys_integrity_error_and_the_transaction_goes_on(
+    sessions: db.SessionFactory,
+) -> None:
+    async with sessions.begin() as session:
+        await NAME.run(session, {"name": "Driver tests"})
+        with pytest.raises(IntegrityError) as refused:
+            await NAME.run(session, {"name": "Driver tests"})
+        assert "parameters hidden" in str(refused.value)  # as the engine hides them
+        await NAME.run(session, {"name": "Driver tests 2"})
+    async with sessions() as session:
+        names = await session.scalars(
+            select(Specialization.name).where(Specialization.name.like("Driver tests%"))
+        )
+        assert sorted(names) == ["Driver tests", "Driver tests 2"]
+
+
+async def test_an_update_tells_how_many_rows_it_changed(sessions: db.SessionFactory) -> None:
+    due = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
+    attempt = Statement(
+        update(NOTIFICATIONS)
+        .where(N.account_id == bindparam("account"))
+        .values(attempts=N.attempts + literal(1))
+    )
+    async with sessions.begin() as session:
+        await WRITE.run_many(session, [row(7003, due), row(7003, due)])
+        assert (await attempt.run(session, {"account": 7003})).rowcount == 2
+        assert (await attempt.run(session, {"account": 7004})).rowcount == 0
+
+
+def test_a_parameter_of_no_type_is_refused_when_compiled(sessions: db.SessionFactory) -> None:
+    """Nothing would convert its values (a datetime's zone, a dict to JSON): say so at once."""
+    several = insert(NAMES).values([{"name": bindparam(f"name_{n}")} for n in range(2)])
+    dialect = sessions.kw["bind"].dialect
+    with pytest.raises(AssertionError, match="no type"):
+        Statement(several)._for(dialect)
+
+
+async def test_a_connection_lost_mid_transaction_is_let_go_and_the_next_session_works(
+    sessions: db.SessionFactory, raw: Engine, backend: str
+) -> None:
+    if backend != "mariadb":
+        pytest.skip("only a server's connection can be killed")
+    async with sessions() as session:
+        connection = await session.connection()
+        own = (await connection.exec_driver_sql("SELECT CONNECTION_ID()")).scalar_one()
+        with raw.connect() as killer:
+            killer.execute(text(f"KILL CONNECTION {int(own)}"))
+        with pytest.raises(OperationalError) as lost:
+            await READ.rows(session, {"account": 1})
+        assert lost.value.connection_invalidated
+        assert connection.invalidated
+    async with sessions() as session:
+        assert await READ.rows(session, {"account": 1}) == []
