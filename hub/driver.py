@@ -20,11 +20,13 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement, CompoundSelect, Select
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.sqltypes import NullType
 
 Processor = Callable[[Any], Any] | None
+_HELD = "hub.driver.held"  # session.info: (its transaction, its connection, the pooled one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +70,22 @@ class Statement:
 
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
         """The rows it returns, as named tuples of the columns' values."""
-        connection = await session.connection()
-        compiled = self._for(connection.dialect)
-        found, _ = await _execute(connection, compiled, params, fetch=True)
+        held = await _held(session)
+        compiled = self._for(held[1].dialect)
+        found, _ = await _execute(held, compiled, params, fetch=True)
         return compiled.rows(found)
 
     async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> Done:
         """Run it for what it changes: the rows it touched and the id it inserted."""
-        connection = await session.connection()
-        _, done = await _execute(connection, self._for(connection.dialect), params, fetch=False)
+        held = await _held(session)
+        _, done = await _execute(held, self._for(held[1].dialect), params, fetch=False)
         return done
 
     async def run_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run it once for each of `rows` (the driver sends an INSERT's rows as one)."""
-        connection = await session.connection()
-        compiled = self._for(connection.dialect)
-        await _execute(connection, compiled, [compiled.arguments(r) for r in rows], fetch=False)
+        held = await _held(session)
+        compiled = self._for(held[1].dialect)
+        await _execute(held, compiled, [compiled.arguments(r) for r in rows], fetch=False)
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
@@ -118,8 +120,22 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     )
 
 
+Held = tuple[Any, AsyncConnection, PoolProxiedConnection]
+
+
+async def _held(session: AsyncSession) -> Held:
+    # The session's connection, asked for once per transaction (each ask is a greenlet hop).
+    held: Held | None = session.info.get(_HELD)
+    transaction = session.sync_session.get_transaction()
+    if held is None or held[0] is not transaction or held[1].invalidated:
+        connection = await session.connection()  # begins the transaction if need be
+        raw = await connection.get_raw_connection()
+        held = session.info[_HELD] = (session.sync_session.get_transaction(), connection, raw)
+    return held
+
+
 async def _execute(
-    connection: AsyncConnection,
+    held: Held,
     compiled: _Compiled,
     params: Mapping[str, Any] | list[tuple[Any, ...]],
     *,
@@ -128,7 +144,7 @@ async def _execute(
     # One row's parameters by name, or the argument tuples of several (executemany).
     many = isinstance(params, list)
     arguments = params if isinstance(params, list) else compiled.arguments(params)
-    raw = await connection.get_raw_connection()
+    _, connection, raw = held
     driver: Any = raw.driver_connection
     dialect = connection.dialect
     try:

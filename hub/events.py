@@ -92,7 +92,7 @@ async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> No
         for row in written
     ]
     ids: list[int] = []
-    if (await session.connection()).dialect.insert_executemany_returning_sort_by_parameter_order:
+    if session.get_bind().dialect.insert_executemany_returning_sort_by_parameter_order:
         for first in range(0, len(values), NUMBERED):
             part = values[first : first + NUMBERED]
             named = {f"{c}_{n}": v for n, one in enumerate(part) for c, v in one.items()}

@@ -157,3 +157,19 @@ async def test_a_connection_lost_mid_transaction_is_let_go_and_the_next_session_
         assert connection.invalidated
     async with sessions() as session:
         assert await READ.rows(session, {"account": 1}) == []
+
+
+async def test_a_session_that_commits_runs_the_next_statements_in_its_next_transaction(
+    sessions: db.SessionFactory,
+) -> None:
+    """The session's connection is asked for once a transaction: after a commit, statements
+    belong to the one that begins next (rolled back here, while the first stays)."""
+    due = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
+    async with sessions() as session:
+        await WRITE.run(session, row(7005, due, n=1))
+        await session.commit()
+        await WRITE.run(session, row(7005, due, n=2))
+        assert session.in_transaction()
+        await session.rollback()
+    async with sessions() as session:
+        assert [r.payload for r in await READ.rows(session, {"account": 7005})] == [{"n": 1}]
