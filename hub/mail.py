@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import Message as Email
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -87,9 +88,7 @@ class SmtpMail:
                     done.append(aiosmtplib.SMTPServerDisconnected("connection lost"))
                     continue
                 try:
-                    if not isinstance(message, Email):
-                        raise TypeError("SMTP carries email")
-                    await smtp.send_message(message)
+                    await _send(smtp, message)
                 except Exception as exc:
                     done.append(exc)
                     continue
@@ -99,6 +98,24 @@ class SmtpMail:
                 with contextlib.suppress(Exception):
                     await smtp.quit()
             smtp.close()  # quit closes only on its 221
+
+
+async def _send(smtp: aiosmtplib.SMTP, message: Message) -> None:
+    # As `send_message` sends it, but flattened with the message's own policy (the letters'
+    # writes short ASCII headers as they are), where aiosmtplib's flattening uses compat32's.
+    if not isinstance(message, Email):
+        raise TypeError("SMTP carries email")
+    sender = parseaddr(message["From"] or "")[1]
+    recipients = [address for _, address in getaddresses(message.get_all("To", []))]
+    if not sender or not recipients:
+        raise ValueError("a message needs a From and a To address")
+    options = []
+    if not (sender + "".join(recipients)).isascii():
+        if not smtp.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported("an address outside ASCII needs SMTPUTF8")
+        options.append("SMTPUTF8")
+    data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    await smtp.sendmail(sender, recipients, data, mail_options=options)
 
 
 class Files:

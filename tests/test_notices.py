@@ -227,6 +227,52 @@ def test_a_letter_whose_text_looks_like_boundaries_reads_back_whole() -> None:
         assert str(event_of(invite_of(parsed))["summary"]) == tricky
 
 
+@pytest.mark.parametrize("kind", list(Notice))
+@pytest.mark.parametrize(
+    ("clinic", "name", "to"),
+    [
+        ("Hub Clinic", "Pat", "Pat Smith <pat@example.org>"),
+        ("Praxis Müller", "Zoë", "Zoë Brontë <zoe@example.org>"),
+        ("A clinic whose name is long enough to fold a line " * 2, "P", "p@example.org"),
+        ("Clinic\tof  spaces ", " Pat ", "  <odd@example.org>"),
+    ],
+)
+def test_a_letter_is_written_byte_for_byte_as_compat32_writes_it(
+    kind: Notice, clinic: str, name: str, to: str
+) -> None:
+    """The letters' policy writes a short ASCII header as it is, where compat32 folds every
+    header: the same bytes either way, to a file and to SMTP (CRLF)."""
+    start = datetime(2027, 3, 28, 7, 0, tzinfo=UTC)
+    entry = invites.Entry(
+        uid="appointment-8@hub", sequence=1, start=start, end=start, summary=clinic, stamp=start
+    )
+    facts = letters.Facts(
+        kind=kind,
+        notification_id=8,
+        clinic=clinic,
+        to=to,
+        sender=f"{clinic} <clinic@example.org>",
+        name=name,
+        zone=ZoneInfo("America/New_York"),
+        app_url="http://hub.example/",
+        doctor="Dr Ada Lovelace, Cardiology",
+        address="1 Main Street",
+        start=start,
+        end=start + timedelta(minutes=30),
+        manage_url="http://hub.example/#/manage?token=abc",
+        entry=entry,
+        link="http://hub.example/#/verify?token=abc",
+        expires_at=start,
+        reason="The doctor is away",
+    )
+    message = letters.compose(facts)
+    assert message.policy is letters.POLICY
+    for linesep in ("\n", "\r\n"):
+        mine = message.as_bytes(policy=letters.POLICY.clone(linesep=linesep))
+        theirs = message.as_bytes(policy=email.policy.compat32.clone(linesep=linesep))
+        assert mine == theirs
+
+
 def test_book_reschedule_cancel_mail_one_event_that_moves_then_is_cancelled(
     mailed: World, smtp: tuple[str, Inbox]
 ) -> None:
