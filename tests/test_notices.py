@@ -139,9 +139,8 @@ def settled(raw: Engine, kind: str, wait: float = 15) -> list[Any]:
         time.sleep(0.05)
 
 
-def test_a_letter_in_any_script_reads_back_as_written() -> None:
-    """Names, clinic and sender outside ASCII survive the trip through a mail client's parser:
-    headers encoded, both bodies and the invite decoded to what was composed."""
+def berlin_letter() -> letters.Facts:
+    """A confirmation whose names, clinic and sender are outside ASCII."""
     start = datetime(2027, 3, 28, 7, 0, tzinfo=UTC)
     entry = invites.Entry(
         uid="appointment-7@hub",
@@ -152,7 +151,7 @@ def test_a_letter_in_any_script_reads_back_as_written() -> None:
         location="Hauptstraße 5",
         stamp=start,
     )
-    facts = letters.Facts(
+    return letters.Facts(
         kind=Notice.booked,
         notification_id=7,
         clinic="Praxis Müller",
@@ -168,6 +167,12 @@ def test_a_letter_in_any_script_reads_back_as_written() -> None:
         manage_url="http://hub.example/#/manage?token=a=b",
         entry=entry,
     )
+
+
+def test_a_letter_in_any_script_reads_back_as_written() -> None:
+    """Names, clinic and sender outside ASCII survive the trip through a mail client's parser:
+    headers encoded, both bodies and the invite decoded to what was composed."""
+    facts = berlin_letter()
     raw = letters.compose(facts).as_bytes()
     assert raw.isascii()  # 7-bit clean on the wire
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
@@ -181,7 +186,7 @@ def test_a_letter_in_any_script_reads_back_as_written() -> None:
     assert "http://hub.example/#/manage?token=a=b" in body
     event = event_of(invite_of(parsed))
     assert str(event["summary"]) == "Termin bei Dr. Jürgen Weiß"
-    assert event.decoded("dtstart") == start
+    assert event.decoded("dtstart") == facts.start
 
 
 def test_a_letter_whose_text_looks_like_boundaries_reads_back_whole() -> None:
@@ -242,27 +247,18 @@ def test_a_letter_is_written_byte_for_byte_as_compat32_writes_it(
 ) -> None:
     """The letters' policy writes a short ASCII header as it is, where compat32 folds every
     header: the same bytes either way, to a file and to SMTP (CRLF)."""
-    start = datetime(2027, 3, 28, 7, 0, tzinfo=UTC)
-    entry = invites.Entry(
-        uid="appointment-8@hub", sequence=1, start=start, end=start, summary=clinic, stamp=start
-    )
-    facts = letters.Facts(
+    berlin = berlin_letter()
+    assert berlin.entry is not None and berlin.start is not None
+    facts = replace(
+        berlin,
         kind=kind,
-        notification_id=8,
         clinic=clinic,
         to=to,
         sender=f"{clinic} <clinic@example.org>",
         name=name,
-        zone=ZoneInfo("America/New_York"),
-        app_url="http://hub.example/",
-        doctor="Dr Ada Lovelace, Cardiology",
-        address="1 Main Street",
-        start=start,
-        end=start + timedelta(minutes=30),
-        manage_url="http://hub.example/#/manage?token=abc",
-        entry=entry,
+        entry=replace(berlin.entry, summary=clinic),
         link="http://hub.example/#/verify?token=abc",
-        expires_at=start,
+        expires_at=berlin.start,
         reason="The doctor is away",
     )
     message = letters.compose(facts)
