@@ -40,21 +40,21 @@ class Done:
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    names: tuple[str, ...]  # the parameters in the order the SQL takes them
+    binds: tuple[tuple[str, Processor], ...]  # each parameter in the SQL's order, its processor
     fixed: dict[str, Any]  # the values the statement carries (`status = 'scheduled'`)
-    binds: tuple[Processor, ...]
     results: tuple[Processor, ...]
     row: Any  # a namedtuple class of the columns returned, or None
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        fixed = self.fixed
-        values = [params[name] if name in params else fixed[name] for name in self.names]
-        return tuple(v if p is None else p(v) for v, p in zip(values, self.binds, strict=True))
+        given = {**self.fixed, **params} if self.fixed else params
+        return tuple([given[n] if p is None else p(given[n]) for n, p in self.binds])
 
     def rows(self, found: Any) -> list[Any]:
         make, results = self.row._make, self.results
+        if not any(results):
+            return [make(r) for r in found]
         return [
-            make(v if p is None else p(v) for v, p in zip(r, results, strict=True)) for r in found
+            make([v if p is None else p(v) for v, p in zip(r, results, strict=True)]) for r in found
         ]
 
 
@@ -109,12 +109,12 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     elif isinstance(statement, UpdateBase):
         columns = list(statement.exported_columns)  # its RETURNING, if any
     keys = [c.key for c in columns]
+    bound = [(n, binds[n]) for n in names]
     types = [c.type.dialect_impl(dialect) for c in columns]
     return _Compiled(
         sql=compiled.string,
-        names=names,
+        binds=tuple((n, b.type.dialect_impl(dialect).bind_processor(dialect)) for n, b in bound),
         fixed={n: binds[n].effective_value for n in names if not binds[n].required},
-        binds=tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
         results=tuple(t.result_processor(dialect, None) for t in types),
         row=namedtuple("Row", keys, rename=True) if keys else None,
     )
