@@ -68,6 +68,11 @@ class Statement:
         self._statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
+    @property
+    def statement(self) -> ClauseElement:
+        """The Core statement it runs."""
+        return self._statement
+
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
         """The rows it returns, as named tuples of the columns' values."""
         held = await _held(session)
@@ -125,9 +130,17 @@ Held = tuple[Any, AsyncConnection, PoolProxiedConnection]
 
 async def _held(session: AsyncSession) -> Held:
     # The session's connection, asked for once per transaction (each ask is a greenlet hop).
+    # A transaction that is no longer active (a failed flush rolled it back) is not reused:
+    # asking the session for its connection raises, as any statement through it would.
     held: Held | None = session.info.get(_HELD)
     transaction = session.sync_session.get_transaction()
-    if held is None or held[0] is not transaction or held[1].invalidated:
+    if (
+        held is None
+        or held[0] is not transaction
+        or transaction is None
+        or not transaction.is_active
+        or held[1].invalidated
+    ):
         connection = await session.connection()  # begins the transaction if need be
         raw = await connection.get_raw_connection()
         held = session.info[_HELD] = (session.sync_session.get_transaction(), connection, raw)
@@ -145,21 +158,9 @@ async def _execute(
     many = isinstance(params, list)
     arguments = params if isinstance(params, list) else compiled.arguments(params)
     _, connection, raw = held
-    driver: Any = raw.driver_connection
     dialect = connection.dialect
     try:
-        if dialect.name == "sqlite":  # aiosqlite
-            send = driver.executemany if many else driver.execute
-            cursor = await send(compiled.sql, arguments)
-            try:
-                found = list(await cursor.fetchall()) if fetch else []
-                return found, Done(cursor.rowcount, cursor.lastrowid)
-            finally:
-                await cursor.close()
-        async with driver.cursor() as cursor:  # aiomysql
-            await (cursor.executemany if many else cursor.execute)(compiled.sql, arguments)
-            found = list(await cursor.fetchall()) if fetch else []
-            return found, Done(cursor.rowcount, cursor.lastrowid)
+        return await _run(raw.driver_connection, dialect, compiled.sql, arguments, many, fetch)
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, raw.dbapi_connection, None)
         if lost:
@@ -178,3 +179,25 @@ async def _execute(
         if not isinstance(exc, Exception):  # cancelled mid-statement: the protocol's state is lost
             connection.sync_connection.invalidate(exc)  # type: ignore[union-attr]
         raise
+
+
+async def _run(
+    driver: Any, dialect: Dialect, sql: str, arguments: Any, many: bool, fetch: bool
+) -> tuple[list[Any], Done]:
+    if dialect.name == "sqlite":  # aiosqlite
+        try:
+            cursor = await (driver.executemany if many else driver.execute)(sql, arguments)
+        except ValueError as exc:  # aiosqlite's closed connection, as SQLAlchemy reads it
+            if str(exc).lower() in ("no active connection", "connection closed"):
+                raise dialect.loaded_dbapi.OperationalError(str(exc)) from exc
+            raise
+        try:
+            found = list(await cursor.fetchall()) if fetch else []
+            return found, Done(cursor.rowcount, cursor.lastrowid)
+        finally:
+            await cursor.close()
+    # SQLAlchemy's cursor class for aiomysql: no SHOW WARNINGS after a statement that warns.
+    async with driver.cursor(dialect.loaded_dbapi.Cursor) as cursor:
+        await (cursor.executemany if many else cursor.execute)(sql, arguments)
+        found = list(await cursor.fetchall()) if fetch else []
+        return found, Done(cursor.rowcount, cursor.lastrowid)

@@ -75,8 +75,8 @@ def _numbered(count: int) -> Statement:
 async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> None:
     """Insert the events a relay's transaction claimed (`claim_for`), numbered in the order
     they were written: a multi-row INSERT ... RETURNING (of up to `NUMBERED` rows) where the
-    database numbers its rows in order (MariaDB), one INSERT per event elsewhere (SQLite,
-    MySQL 8). Not the unit of work, whose flush cost a booking more than its statements.
+    database numbers a multi-row insert's rows in order (MariaDB, SQLite), one INSERT per event
+    elsewhere (MySQL 8). Not the unit of work, whose flush cost a booking more than its statements.
     They were created when the transaction's attempt began (the relay's clock), so the
     outbox's lag counts the transaction's own time too."""
     values = [
@@ -96,7 +96,9 @@ async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> No
         for first in range(0, len(values), NUMBERED):
             part = values[first : first + NUMBERED]
             named = {f"{c}_{n}": v for n, one in enumerate(part) for c, v in one.items()}
-            ids.extend(r.id for r in await _numbered(len(part)).rows(session, named))
+            # Numbered in the order of the rows; returned in any order (as SQLAlchemy's own
+            # insertmanyvalues takes it, the ids sorted).
+            ids.extend(sorted(r.id for r in await _numbered(len(part)).rows(session, named)))
     else:
         for one in values:
             inserted = await _OUTBOX_INSERT.run(session, one)

@@ -67,13 +67,14 @@ class _Policy(Compat32):
 
 
 def _fits(name: str, value: object, limit: int | None) -> bool:
+    # Printable: compat32 breaks lines at more than CR and LF (\v, \f, \x1c-\x1e), and a tab
+    # is left to it too.
     return (
         isinstance(value, str)
         and value.isascii()
+        and value.isprintable()
         and limit is not None
         and len(name) + len(value) + 2 <= limit
-        and "\n" not in value
-        and "\r" not in value
     )
 
 

@@ -111,6 +111,8 @@ async def _send(smtp: aiosmtplib.SMTP, message: Message) -> None:
         raise ValueError("a message needs a From and a To address")
     options = []
     if not (sender + "".join(recipients)).isascii():
+        if smtp.is_ehlo_or_helo_needed:  # what the server offers is known after EHLO
+            await smtp.ehlo()
         if not smtp.supports_extension("smtputf8"):
             raise aiosmtplib.SMTPNotSupported("an address outside ASCII needs SMTPUTF8")
         options.append("SMTPUTF8")

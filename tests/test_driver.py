@@ -8,8 +8,21 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, Table, bindparam, func, insert, literal, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import (
+    Engine,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError
 
 from hub import db
 from hub.config import Settings
@@ -173,3 +186,51 @@ async def test_a_session_that_commits_runs_the_next_statements_in_its_next_trans
         await session.rollback()
     async with sessions() as session:
         assert [r.payload for r in await READ.rows(session, {"account": 7005})] == [{"n": 1}]
+
+
+async def test_a_transaction_a_failed_flush_ended_runs_nothing_more(
+    sessions: db.SessionFactory,
+) -> None:
+    """After a flush failed (SQLAlchemy rolled the transaction back), a statement here is
+    refused as one through the session is, not run on the connection outside any transaction
+    (on SQLite it would commit at once, on MariaDB open one the pool never ends)."""
+    async with sessions() as session:
+        await NAME.run(session, {"name": "Driver flush"})
+        session.add(Specialization(name="Driver flush"))
+        with pytest.raises(IntegrityError):
+            await session.flush()
+        with pytest.raises(PendingRollbackError):
+            await NAME.run(session, {"name": "Driver flush 2"})
+        await session.rollback()
+    async with sessions() as session:
+        names = select(Specialization.name).where(Specialization.name.like("Driver flush%"))
+        assert list(await session.scalars(names)) == []
+
+
+async def test_a_statement_the_server_warns_about_raises_no_warning(
+    sessions: db.SessionFactory, backend: str
+) -> None:
+    """As SQLAlchemy's own aiomysql cursor: no SHOW WARNINGS and no Python warning after a
+    statement the server warned about (under pytest's `error` filter, a warning raised)."""
+    if backend != "mariadb":
+        pytest.skip("the server's warnings are MariaDB's")
+    async with sessions() as session:
+        # Text that is not a number, made one: MariaDB answers with warning 1292.
+        number = Statement(select(cast(bindparam("text", type_=String), Integer).label("n")))
+        assert [tuple(r) for r in await number.rows(session, {"text": "7 and then some"})] == [(7,)]
+
+
+async def test_a_closed_sqlite_connection_is_an_operational_error_and_let_go(
+    sessions: db.SessionFactory, backend: str
+) -> None:
+    """aiosqlite's ValueError for a closed connection comes out as SQLAlchemy has it: an
+    OperationalError, the connection invalidated."""
+    if backend != "embedded":
+        pytest.skip("aiosqlite's closed connection")
+    async with sessions() as session:
+        await READ.rows(session, {"account": 1})
+        connection = await session.connection()
+        await (await connection.get_raw_connection()).driver_connection.close()
+        with pytest.raises(OperationalError) as lost:
+            await READ.rows(session, {"account": 1})
+        assert lost.value.connection_invalidated and connection.invalidated

@@ -46,6 +46,7 @@ class Inbox:
         self.refuse = 0  # answer the next this many with a temporary failure
         self.ignore = ignore  # kinds kept out of `messages` (every registration verifies)
         self.connections: list[Any] = []  # the SMTP session of each connection kept's messages
+        self.recipients: list[list[str]] = []  # each kept message's envelope recipients
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -60,6 +61,7 @@ class Inbox:
                 self.refuse -= 1
                 return "451 try again later"
             self.messages.append(parsed)
+            self.recipients.append(list(envelope.rcpt_tos))
         return "250 OK"
 
     def until(self, count: int, wait: float = WAIT) -> list[EmailMessage]:
@@ -240,6 +242,7 @@ def test_a_letter_whose_text_looks_like_boundaries_reads_back_whole() -> None:
         ("Praxis Müller", "Zoë", "Zoë Brontë <zoe@example.org>"),
         ("A clinic whose name is long enough to fold a line " * 2, "P", "p@example.org"),
         ("Clinic\tof  spaces ", " Pat ", "  <odd@example.org>"),
+        ("Clinic\x0cof a form feed", "Pat", "p@example.org"),  # compat32 breaks lines at \f
     ],
 )
 def test_a_letter_is_written_byte_for_byte_as_compat32_writes_it(
@@ -432,6 +435,18 @@ async def test_a_round_of_letters_goes_over_one_smtp_connection_and_a_refusal_wa
     later_on = sorted(r.detail for r in rows if r.state == "pending")
     assert later_on == ["SMTPDataError 451", "SMTPNotSupported", "SMTPNotSupported"]
     assert {r.account_id for r in rows if r.detail == "SMTPNotSupported"} == {people[3].id}
+
+
+async def test_a_letter_to_an_address_outside_ascii_goes_to_a_server_that_takes_smtputf8() -> None:
+    """Asked for with SMTPUTF8 once the server said it takes it: on a connection with neither
+    a login nor STARTTLS nothing had said EHLO yet, and every such letter was refused."""
+    facts = replace(berlin_letter(), to="Jörg Weiß <jörg@example.org>")
+    done: list[Outcome] = []
+    with smtp_server(enable_SMTPUTF8=True) as (url, inbox):
+        await SmtpMail(url).send([letters.compose(facts)], done)
+    assert done == [None]
+    assert inbox.recipients == [["jörg@example.org"]]
+    assert inbox.messages[0]["X-Hub-Notification"] == "7-booked"
 
 
 async def test_a_letter_that_cannot_be_written_waits_alone(

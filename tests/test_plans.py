@@ -16,7 +16,7 @@ def test_the_clash_query_reads_index_ranges_only(world: World, raw: Engine) -> N
     doctor, patient = world.doctor(), world.patient()
     world.book(patient, doctor, slot(10))  # a table with rows, so the planner has a choice
     start = slot(11)
-    bound = ledger._CLASHES.params(
+    bound = ledger._CLASHES.statement.params(
         start=start,
         end=start + timedelta(minutes=60),
         since=start - ledger.LONGEST,
