@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -73,12 +73,7 @@ def _history(
     return history | actor(by)
 
 
-_HISTORY_COLUMNS = ("appointment_id", "to_status", "reason", "at", "actor_role", "actor_id")
-_HISTORY = Statement(
-    insert(cast(Table, AppointmentEvent.__table__)).values(
-        {**{c: bindparam(c) for c in _HISTORY_COLUMNS}, "from_status": None}
-    )
-)
+_HISTORY = Statement.into(cast(Table, AppointmentEvent.__table__))
 
 
 async def record_new(
@@ -86,7 +81,7 @@ async def record_new(
 ) -> None:
     """Write the history row of a new appointment at once (Core: the booking path runs no
     unit of work)."""
-    await _HISTORY.run(session, _history(row, by, at, reason))
+    await _HISTORY.run(session, {**_history(row, by, at, reason), "from_status": None})
 
 
 def change(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -62,11 +63,18 @@ class Statement:
     """A Core statement (a SELECT, an INSERT, an UPDATE; no expanding IN) to run on a
     session's connection with `rows` or `run`."""
 
-    __slots__ = ("_compiled", "_statement")
+    __slots__ = ("_compiled", "_keyed", "_statement")
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, *, keyed: bool = False) -> None:
         self._statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        self._keyed = keyed  # compiled for the keys of the parameters it is given
+        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+
+    @classmethod
+    def into(cls, table: Table) -> Statement:
+        """An INSERT of the columns each call gives values for, compiled once for each set of
+        them, as SQLAlchemy compiles an INSERT for the keys of its parameters."""
+        return cls(insert(table), keyed=True)
 
     @property
     def statement(self) -> ClauseElement:
@@ -76,31 +84,34 @@ class Statement:
     async def rows(self, session: AsyncSession, params: Mapping[str, Any]) -> list[Any]:
         """The rows it returns, as named tuples of the columns' values."""
         held = await _held(session)
-        compiled = self._for(held[1].dialect)
+        compiled = self._for(held[1].dialect, params)
         found, _ = await _execute(held, compiled, params, fetch=True)
         return compiled.rows(found)
 
     async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> Done:
         """Run it for what it changes: the rows it touched and the id it inserted."""
         held = await _held(session)
-        _, done = await _execute(held, self._for(held[1].dialect), params, fetch=False)
+        _, done = await _execute(held, self._for(held[1].dialect, params), params, fetch=False)
         return done
 
     async def run_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run it once for each of `rows` (the driver sends an INSERT's rows as one)."""
+        """Run it once for each of `rows`, which give the same keys (the driver sends an
+        INSERT's rows as one)."""
+        assert all(r.keys() == rows[0].keys() for r in rows), "rows of different keys"
         held = await _held(session)
-        compiled = self._for(held[1].dialect)
+        compiled = self._for(held[1].dialect, rows[0])
         await _execute(held, compiled, [compiled.arguments(r) for r in rows], fetch=False)
 
-    def _for(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect.name)
+    def _for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        key = (dialect.name, tuple(params) if self._keyed else ())
+        found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[dialect.name] = _compile(self._statement, dialect)
+            found = self._compiled[key] = _compile(self._statement, dialect, key[1])
         return found
 
 
-def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
-    compiled: Any = statement.compile(dialect=dialect)
+def _compile(statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys) or None)
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds
     assert not any(binds[n].expanding for n in names), "an expanding IN is compiled per call"
@@ -113,7 +124,7 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
         columns = list(statement.selected_columns)
     elif isinstance(statement, UpdateBase):
         columns = list(statement.exported_columns)  # its RETURNING, if any
-    keys = [c.key for c in columns]
+    labels = [c.key for c in columns]
     bound = [(n, binds[n]) for n in names]
     types = [c.type.dialect_impl(dialect) for c in columns]
     return _Compiled(
@@ -121,7 +132,7 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
         binds=tuple((n, b.type.dialect_impl(dialect).bind_processor(dialect)) for n, b in bound),
         fixed={n: binds[n].effective_value for n in names if not binds[n].required},
         results=tuple(t.result_processor(dialect, None) for t in types),
-        row=namedtuple("Row", keys, rename=True) if keys else None,
+        row=namedtuple("Row", labels, rename=True) if labels else None,
     )
 
 

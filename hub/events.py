@@ -57,7 +57,7 @@ _OUTBOX_COLUMNS = (
     "claimed_at",
     "claimed_by",
 )
-_OUTBOX_INSERT = Statement(insert(_OUTBOX).values({c: bindparam(c) for c in _OUTBOX_COLUMNS}))
+_OUTBOX_INSERT = Statement.into(_OUTBOX)
 NUMBERED = 8  # events numbered by one INSERT ... RETURNING at most
 
 
@@ -79,6 +79,8 @@ async def write_claimed(session: AsyncSession, written: list[OutboxEvent]) -> No
     elsewhere (MySQL 8). Not the unit of work, whose flush cost a booking more than its statements.
     They were created when the transaction's attempt began (the relay's clock), so the
     outbox's lag counts the transaction's own time too."""
+    if not written:
+        return
     values = [
         {
             "channel": row.channel,

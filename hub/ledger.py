@@ -9,7 +9,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
-    insert,
     select,
     union_all,
     update,
@@ -206,21 +205,7 @@ _CLASHES = Statement(
         ),
     )
 )
-_ENTERED = (
-    "doctor_id",
-    "patient_id",
-    "start_at",
-    "end_at",
-    "status",
-    "late_cancel",
-    "rescheduled_from_id",
-    "visit_type_id",
-    "buffer_minutes",
-    "reason",
-    "created_at",
-    "updated_at",
-)
-_INSERT = Statement(insert(_APPOINTMENTS).values({key: bindparam(key) for key in _ENTERED}))
+_INSERT = Statement.into(_APPOINTMENTS)
 # Booked with the doctor, by any path: off the doctor's waitlist. The offer of this very
 # start was accepted (its hold is the booking's, let go after commit); any other open offer
 # is withdrawn and its hold let go by the waitlist's loop (hub.waitlist). Core statements:

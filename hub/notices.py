@@ -22,7 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, update
+from sqlalchemy import CursorResult, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.clock import Clock, utcnow
@@ -49,22 +49,7 @@ class Policy:
 
 
 DEFAULT = Policy()
-_COLUMNS = (
-    "kind",
-    "channel",
-    "role",
-    "account_id",
-    "appointment_id",
-    "start_at",
-    "payload",
-    "due_at",
-    "state",
-    "attempts",
-    "created_at",
-)
-_INSERT = Statement(
-    insert(cast(Table, Notification.__table__)).values({c: bindparam(c) for c in _COLUMNS})
-)
+_INSERT = Statement.into(cast(Table, Notification.__table__))
 
 
 def rows(

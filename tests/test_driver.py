@@ -32,18 +32,7 @@ from hub.models import Delivery, Notice, Notification, Specialization
 NOTIFICATIONS = Notification.__table__
 assert isinstance(NOTIFICATIONS, Table)
 N = NOTIFICATIONS.c
-COLUMNS = (
-    "kind",
-    "channel",
-    "role",
-    "account_id",
-    "payload",
-    "due_at",
-    "state",
-    "attempts",
-    "created_at",
-)
-WRITE = Statement(insert(NOTIFICATIONS).values({c: bindparam(c) for c in COLUMNS}))
+WRITE = Statement.into(NOTIFICATIONS)  # compiled for the keys of each call
 READ = Statement(
     select(N.id, N.kind, N.payload, N.due_at, N.state, N.start_at)
     .where(N.account_id == bindparam("account"), N.state == Delivery.pending)
@@ -151,7 +140,19 @@ def test_a_parameter_of_no_type_is_refused_when_compiled(sessions: db.SessionFac
     several = insert(NAMES).values([{"name": bindparam(f"name_{n}")} for n in range(2)])
     dialect = sessions.kw["bind"].dialect
     with pytest.raises(AssertionError, match="no type"):
-        Statement(several)._for(dialect)
+        Statement(several)._for(dialect, {})
+
+
+async def test_an_insert_without_a_column_of_python_default_is_refused(
+    sessions: db.SessionFactory,
+) -> None:
+    """The execution context computes Python-side defaults (`channel` is "email"); this
+    statement has none, so leaving such a column out is refused rather than written NULL."""
+    due = datetime(2031, 3, 4, 12, 0, tzinfo=UTC)
+    without = {k: v for k, v in row(7006, due).items() if k != "channel"}
+    async with sessions() as session:
+        with pytest.raises(AssertionError, match="a Python default"):
+            await WRITE.run(session, without)
 
 
 async def test_a_connection_lost_mid_transaction_is_let_go_and_the_next_session_works(
