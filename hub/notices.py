@@ -22,7 +22,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Table, func, select, update
+from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.clock import Clock, utcnow
@@ -154,6 +154,16 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=BACKOFF[min(attempts, len(BACKOFF)) - 1])
 
 
+# The earliest unclaimed due time, read off the (state, due_at) index in its order: the
+# first unclaimed row ends the read. MIN() with the claim's condition, which that index does
+# not hold, read every pending row (MariaDB scanned the whole table: 44,787 rows and 7.7 ms
+# for each round of each process's sender, and growing with every reminder written).
+NEXT_DUE = (
+    select(Notification.due_at)
+    .where(Notification.state == Delivery.pending, Notification.claimed_at.is_(None))
+    .order_by(Notification.due_at)
+    .limit(1)
+)
 Outcome = tuple[Notification, Delivery, str | None]  # a claimed row, what became of it, why
 
 
@@ -202,11 +212,7 @@ class Claims:
     async def next_due(self) -> datetime | None:
         """When the earliest notification that nobody has claimed falls due (None: none)."""
         async with self._sessions() as session:
-            return await session.scalar(
-                select(func.min(Notification.due_at)).where(
-                    Notification.state == Delivery.pending, Notification.claimed_at.is_(None)
-                )
-            )
+            return await session.scalar(NEXT_DUE)
 
     async def done(self, row: Notification, state: Delivery, detail: str | None = None) -> bool:
         """Record what became of a claimed notification; False if the claim was lost."""
