@@ -16,7 +16,7 @@ import httpx
 from websockets.sync.client import connect
 
 from hub.config import Settings
-from hub.listener import Flag, Inbox, Session
+from hub.listener import Flag, Inbox, Listener, Session
 from hub.ws.queue import Outgoing
 from tests.server import serve_in_thread, serve_process, stop
 
@@ -58,9 +58,10 @@ def test_silent_and_slow_header_sockets_are_closed_in_time(
     try:
         kept.sendall(b"GET /specializations/ HTTP/1.1\r\nHost: hub\r\n\r\n")
         assert kept.recv(12).startswith(b"HTTP/1.1 200")
+        slow.sendall(b"GET /specializations/ HTTP/1.1\r\nHost: hub\r\nX-Slow: ")
         started = time.monotonic()
         while time.monotonic() - started < TIMEOUT * 3:
-            slow.sendall(b"X")  # one header byte at a time: uvicorn's keep-alive timer stops
+            slow.sendall(b"a")  # one header byte at a time: uvicorn's keep-alive timer stops
             time.sleep(0.3)
             if _closed_by_peer(slow):
                 break
@@ -97,6 +98,41 @@ def test_sockets_past_the_cap_of_one_address_are_closed_and_others_are_served(
         for sock in flood:
             sock.close()
         stop(process)
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the hub sends until it closes the socket (5 s at most)."""
+    sock.settimeout(5)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_request_head_past_its_size_is_refused_431_and_a_large_body_is_not(
+    settings: Settings,
+) -> None:
+    with serve_in_thread(settings) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as endless:
+            # One header value that never ends: llhttp would gather it for as long as it came.
+            endless.sendall(b"GET /specializations/ HTTP/1.1\r\nHost: hub\r\nX-Big: ")
+            endless.sendall(b"a" * (Listener.max_head * 4))
+            assert _answer(endless).startswith(b"HTTP/1.1 431 ")
+        with socket.create_connection(("127.0.0.1", port)) as many:  # a whole head at once
+            lines = b"".join(b"X-Line-%d: %s\r\n" % (n, b"b" * 100) for n in range(400))
+            many.sendall(b"GET /specializations/ HTTP/1.1\r\nHost: hub\r\n" + lines + b"\r\n")
+            assert _answer(many).startswith(b"HTTP/1.1 431 ")
+        # A body sent in the same write as its headers is no part of the head.
+        body = json.dumps({"username": "x" * (Listener.max_head * 2), "password": "y"}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as large:
+            large.sendall(
+                b"POST /patients/login HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            status = _answer(large).split(b"\r\n", 1)[0]
+            assert status.startswith(b"HTTP/1.1 4") and b" 431 " not in status, status
+        assert httpx.get(f"{url}/specializations/", timeout=5).status_code == 200
 
 
 async def test_the_sessions_inbox_is_a_fifo_that_keeps_an_item_its_cancelled_getter_missed() -> (
