@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import __version__, accounts, db, logformat
+from hub import __version__, accounts, collector, db, logformat
 from hub.app import create_app, prepare_schema
 from hub.auth import Passwords
 from hub.config import Settings, load_settings
@@ -47,7 +47,9 @@ def app() -> Starlette:
     imports, since uvicorn starts workers from an import string."""
     settings = load_settings()
     listener(settings)  # each worker's own protocol limits
-    return create_app(settings)
+    built = create_app(settings)
+    collector.tune(settings.gc_thresholds)  # what the worker built to serve, frozen
+    return built
 
 
 def listener(settings: Settings) -> type[Listener]:
@@ -102,7 +104,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         **WEBSOCKET_OPTIONS,
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        built = create_app(settings)
+        collector.tune(settings.gc_thresholds)
+        uvicorn.run(built, **options)
         return
     with _metrics_directory():
         config = uvicorn.Config("hub.__main__:app", factory=True, workers=workers, **options)

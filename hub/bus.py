@@ -290,7 +290,7 @@ class RedisBus:
             self._leaving.clear()
             if old is not None:
                 with contextlib.suppress(Exception):
-                    await old.aclose()  # type: ignore[no-untyped-call]
+                    await old.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             if isinstance(self._redis, RedisCluster):  # shards may have moved: learn them again
                 await self._call(self._redis.nodes_manager.initialize())
             channels = [self._prefix + channel for channel in self._fanout.sinks]
@@ -312,7 +312,7 @@ class RedisBus:
                 await self._reader
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _settle(waiting: dict[str, list[asyncio.Future[None]]], exc: Exception | None) -> None:

@@ -64,6 +64,7 @@ class Settings:
     sms_dir: Path | None = None  # reminders also as SMS, written here (a provider plugs in)
     require_verified_email: bool = False  # a patient books only once their email is verified
     drain_seconds: float = 10.0  # on SIGTERM: WebSockets closed 1012 spread over this long
+    gc_thresholds: tuple[int, int, int] = (10_000, 20, 100)  # a serving process's (hub.collector)
 
     @property
     def embedded(self) -> bool:
@@ -135,6 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             sms_dir=Path(sms) if (sms := config("SMS_DIR", default="")) else None,
             require_verified_email=config("REQUIRE_VERIFIED_EMAIL", cast=bool, default=False),
             drain_seconds=config("DRAIN_SECONDS", cast=float, default=10.0),
+            gc_thresholds=_thresholds(config("GC_THRESHOLDS", default="10000,20,100")),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -144,6 +146,15 @@ def _log_format(text: str) -> str:
     if text not in ("json", "text"):
         raise ValueError(f"HUB_LOG_FORMAT: {text!r} is neither json nor text")
     return text
+
+
+def _thresholds(text: str) -> tuple[int, int, int]:
+    """HUB_GC_THRESHOLDS: "10000,20,100" -> the collector's three thresholds (gc.set_threshold)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"HUB_GC_THRESHOLDS: {text!r} is not three positive whole numbers")
+    young, middle, old = (int(part) for part in parts)
+    return young, middle, old
 
 
 def _minutes(text: str) -> tuple[int, ...]:

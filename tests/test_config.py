@@ -112,3 +112,16 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_secret_is_not_in_the_repr(tmp_path: Path) -> None:
     settings = _load(tmp_path)
     assert settings.secret_key not in repr(settings)
+
+
+def test_gc_thresholds_default_and_parsed(tmp_path: Path) -> None:
+    assert _load(tmp_path).gc_thresholds == (10_000, 20, 100)
+    assert _load(tmp_path, HUB_GC_THRESHOLDS=" 700, 10 ,10").gc_thresholds == (700, 10, 10)
+
+
+@pytest.mark.parametrize("value", ["", "700,10", "700,10,10,10", "0,10,10", "a,b,c", "-1,10,10"])
+def test_gc_thresholds_that_are_not_three_positive_numbers_are_a_config_error(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigError, match="GC_THRESHOLDS"):
+        _load(tmp_path, HUB_GC_THRESHOLDS=value)

@@ -10,7 +10,7 @@ HUB = Path(__file__).resolve().parent.parent / "hub"
 # stores; the wire format is shared by the edges (and the events services write).
 LAYERS = {
     "edge": {"api", "ws", "listener"},
-    "entry": {"__main__", "app", "client", "loadtest", "workers"},
+    "entry": {"__main__", "app", "client", "collector", "loadtest", "workers"},
     "wire": {"protocol", "schemas", "asyncapi"},
     "service": {
         "access",
