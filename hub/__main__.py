@@ -47,8 +47,14 @@ def app() -> Starlette:
     imports, since uvicorn starts workers from an import string."""
     settings = load_settings()
     listener(settings)  # each worker's own protocol limits
+    return _served(settings)
+
+
+def _served(settings: Settings) -> Starlette:
+    """The app a serving process runs, built, and everything built so far frozen out of the
+    garbage collector's sight, which collects at the configured thresholds from here on."""
     built = create_app(settings)
-    collector.tune(settings.gc_thresholds)  # what the worker built to serve, frozen
+    collector.tune(settings.gc_thresholds)
     return built
 
 
@@ -104,9 +110,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         **WEBSOCKET_OPTIONS,
     }
     if workers == 1:
-        built = create_app(settings)
-        collector.tune(settings.gc_thresholds)
-        uvicorn.run(built, **options)
+        uvicorn.run(_served(settings), **options)
         return
     with _metrics_directory():
         config = uvicorn.Config("hub.__main__:app", factory=True, workers=workers, **options)

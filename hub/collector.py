@@ -12,8 +12,9 @@ So `serve` freezes what the process built before it serves (modules, the app, it
 mappers and schemas: out of every later collection, as `gc.freeze` is meant for) and
 collects less often (HUB_GC_THRESHOLDS, default 10000,20,100): a young collection every
 10,000 allocations (a few milliseconds), a full one only after 100 middle ones and a quarter's
-growth. Measured per viewer of `storm -c 5000` (hub CPU, 2 workers): 1.41-1.49 ms with
-Python's thresholds, 1.0-1.1 ms tuned. `HUB_GC_THRESHOLDS=700,10,10` restores Python's."""
+growth. Measured per viewer of `storm -c 5000` (hub CPU, 2 workers): 1.40-1.67 ms with
+Python's thresholds, 1.03-1.14 ms tuned (alternate runs). `HUB_GC_THRESHOLDS=700,10,10`
+restores Python's."""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_one_process_serving_is_tuned_before_it_serves(
     seen: dict[str, Any] = {}
 
     def run(app: object, **options: object) -> None:  # uvicorn's, not serving here
-        seen.update(threshold=gc.get_threshold(), frozen=gc.get_freeze_count(), app=app)
+        seen.update(threshold=gc.get_threshold(), frozen=gc.get_freeze_count())
 
     monkeypatch.setattr(entry.uvicorn, "run", run)
     args = argparse.Namespace(host=None, port=None, workers=None)
