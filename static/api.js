@@ -72,7 +72,9 @@ export async function request(method, path, options = {}, retried = false) {
   try {
     data = await answer.json();
   } catch {
-    data = null;
+    // Every answer of the hub but a 204 is JSON: a 2xx one that does not parse was cut short
+    // (the hub restarting mid-answer), and no caller should take it for an empty result.
+    if (answer.ok) throw new ApiError(0, 'network', 'the answer from the hub was cut short');
   }
   if (!answer.ok) {
     const error = new ApiError(

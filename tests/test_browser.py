@@ -881,6 +881,25 @@ def test_the_cancel_cutoff_and_a_refused_second_booking_show_before_a_hold(
         assert states[iso(slot(12))] == "free"  # no hold was granted
 
 
+def test_an_answer_cut_short_is_a_failed_request_not_an_empty_list(
+    pages: Pages, settings: Settings
+) -> None:
+    # A hub restarting mid-answer: a 200 whose JSON stops halfway. The page's own appointments
+    # are then unknown (the request failed), never a null to iterate (an uncaught TypeError).
+    with run_server(settings) as url, Clinic(url) as clinic:
+        doctor = clinic.doctor("Derek", "Shepherd")
+        ada = clinic.patient("Ada", "Lovelace")
+        booked = slot(10)
+        clinic.book(ada, doctor, booked)
+        page = pages.open(url)
+        cut = {"status": 200, "content_type": "application/json", "body": '[{"id": 1, "doc'}
+        page.route(f"**/appointments/patient/{ada.id}", lambda route: route.fulfill(**cut))
+        sign_in(page, ada)
+        open_calendar(page, doctor, booked, "UTC")
+        expect(page.locator(".week")).to_be_visible()
+    # The pages fixture then finds no uncaught error in the page.
+
+
 def test_a_phone_fits_a_50_character_specialization_and_the_calendar_comes_up(
     pages: Pages, settings: Settings, raw: Engine
 ) -> None:
