@@ -5,6 +5,7 @@ clinical text. Pure: the sender gathers the facts (`Facts`) and sends what comes
 
 from __future__ import annotations
 
+import functools
 import html
 import secrets
 from dataclasses import dataclass
@@ -224,8 +225,7 @@ def compose(facts: Facts) -> Message:
         message = MIMEMultipart("mixed", boundary=_boundary(), policy=POLICY)
         message.attach(body_part)
         message.attach(invite)
-    title = f"{subject} · {facts.clinic}"
-    message["Subject"] = title if title.isascii() else Header(title, SUBJECT).encode()
+    message["Subject"] = _subject(f"{subject} · {facts.clinic}")
     message["From"] = _address(facts.sender)
     message["To"] = _address(facts.to)
     message["Date"] = formatdate(localtime=False)
@@ -248,6 +248,14 @@ def _text(subtype: str, text: str) -> MIMENonMultipart:
     return part
 
 
+# Pure, and a clinic's letters share them: every letter's From, the subject of every letter
+# about one day's visits (encoding one was a third of a letter without its invite).
+@functools.lru_cache(maxsize=4096)
+def _subject(title: str) -> str:
+    return title if title.isascii() else Header(title, SUBJECT).encode()
+
+
+@functools.lru_cache(maxsize=4096)
 def _address(text: str) -> str:
     """An address header, its display name encoded where it is not ASCII (an address itself
     outside ASCII goes as given: only an SMTPUTF8 server takes it)."""
