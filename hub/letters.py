@@ -64,7 +64,15 @@ class _Policy(Compat32):
     def fold_binary(self, name: str, value: str) -> bytes:
         if _fits(name, value, self.max_line_length):
             return f"{name}: {value}{self.linesep}".encode("ascii")
+        if isinstance(value, str):  # a subject in encoded words: one day's letters share it
+            return _folded(self.linesep, self.max_line_length, self.cte_type, name, value)
         return super().fold_binary(name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(linesep: str, limit: int | None, cte: str, name: str, value: str) -> bytes:
+    # compat32's folding is a pure function of the header and these three settings.
+    return Compat32(linesep=linesep, max_line_length=limit, cte_type=cte).fold_binary(name, value)
 
 
 def _fits(name: str, value: object, limit: int | None) -> bool:
