@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hub.__main__ import main as hub_main
+from hub.calendar import CalendarView, SlotView
 from hub.config import Settings
 from hub.loadtest.cli import main as loadtest_main
+from hub.loadtest.clients import LONG, message_of
 from hub.loadtest.options import Options
 from hub.loadtest.report import write_html
 from hub.loadtest.run import Result, run
 from hub.loadtest.summary import summarize
+from hub.schedules import Policy
+from hub.ws.frames import Snapshots
 from tests.server import free_port, hub_env, serve_in_thread, stop
 
 # Correctness only: counts, the database, closes. Never time: this machine is shared.
@@ -273,3 +278,38 @@ def _sample(exposition: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def _snapshot_frame(slots: int, ref: str | None) -> str:
+    # A day of 5-minute slots written as the hub writes a snapshot (hub.ws.frames).
+    first = datetime(2026, 12, 8, tzinfo=UTC)
+    view = CalendarView(
+        doctor_id=4,
+        timezone="UTC",
+        slots=tuple(
+            SlotView(first + timedelta(minutes=5 * n), first + timedelta(minutes=5 * n + 5), "free")
+            for n in range(slots)
+        ),
+        policy=Policy(),
+        shared=True,
+    )
+    return Snapshots().of(11767, view, ref)
+
+
+def test_a_long_reply_is_read_for_its_type_and_ref_as_the_hub_writes_them() -> None:
+    frame = _snapshot_frame(288, "r42")
+    assert len(frame) > LONG
+    whole = json.loads(frame)
+    assert message_of(frame) == {"type": whole["type"], "ref": whole["ref"], "size": len(frame)}
+    assert message_of(frame)["type"] == "snapshot" and message_of(frame)["ref"] == "r42"
+
+
+def test_short_frames_errors_and_other_shapes_are_read_whole() -> None:
+    short = _snapshot_frame(3, "r1")
+    assert message_of(short) == json.loads(short)  # a short one, whole
+    unasked = _snapshot_frame(288, None)  # no ref at its end: whole
+    assert message_of(unasked) == json.loads(unasked)
+    error = json.dumps({"type": "error", "code": "invalid", "message": "x" * LONG, "ref": "r2"})
+    assert message_of(error.replace(" ", "")) == json.loads(error)  # an error: its code kept
+    nested = json.dumps({"type": "snapshot", "slots": [{"x": "y" * LONG, "ref": "r3"}]})
+    assert message_of(nested.replace(" ", "")) == json.loads(nested)  # a ref not its own: whole
