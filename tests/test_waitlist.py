@@ -260,13 +260,15 @@ async def test_a_booking_updates_the_waitlist_only_of_a_patient_who_waits(world:
     updates: dict[int, list[str]] = {}
     try:
         with statements_about(engine) as statements:
-            for days, who in ((14, not_waiting), (15, waiting)):
+            # Two hours of one day (two weeks ahead, past the full day): days 14 and 15 fell
+            # on the same Monday from a Saturday or a Sunday.
+            for hour, who in ((9, not_waiting), (10, waiting)):
                 statements.clear()
 
-                async def work(session: AsyncSession, who: Actor = who, days: int = days) -> None:
+                async def work(session: AsyncSession, who: Actor = who, hour: int = hour) -> None:
                     patient = Principal(Role.patient, who.id)
                     now = datetime.now(UTC)
-                    await ledger.enter(session, patient, doctor.id, slot(9, days_ahead=days), now)
+                    await ledger.enter(session, patient, doctor.id, slot(hour, days_ahead=14), now)
 
                 await db.transaction(sessions, work)
                 updates[who.id] = [s for s in statements if s.startswith("UPDATE waitlist_entries")]
